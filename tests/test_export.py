@@ -1,4 +1,4 @@
-"""tools/export.py traces a trained IoU-aware RetinaNet to TorchScript and checks it against the eager model."""
+"""tools/export.py traces each meta-architecture of the package to TorchScript and checks it against the eager model."""
 import importlib.util
 import os
 
@@ -8,7 +8,20 @@ from detectron2.engine import default_argument_parser
 
 import train_net
 
-CONFIG = "iou_aware_retinanet_slim_R_FPN.yaml"
+CONFIGS = [
+    "iou_aware_retinanet_slim_R_FPN.yaml",
+    "gfl_slim_R_FPN.yaml",
+    "gflv2_slim_R_FPN.yaml",
+    "lsnet_slim_R_FPN.yaml",
+    "faster_rcnn_slim_R_FPN_focal_iou.yaml",
+]
+# So that a barely trained model still detects something.
+ZERO_SCORE_THRESHOLDS = [
+    "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+    "MODEL.GFL.SCORE_THRESH_TEST", "0.0",
+    "MODEL.LSNET.SCORE_THRESH_TEST", "0.0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+]  # fmt: skip
 
 
 def _load_export_tool(repo_root):
@@ -24,12 +37,12 @@ def export_tool(repo_root):
     return _load_export_tool(repo_root)
 
 
-@pytest.fixture(scope="module")
-def trained_weights(repo_root, tmp_path_factory):
+@pytest.fixture(scope="module", params=CONFIGS)
+def trained_weights(request, repo_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train_for_export")
     args = default_argument_parser().parse_args(
         [
-            "--config-file", f"{repo_root}/configs/Shapes/{CONFIG}",
+            "--config-file", f"{repo_root}/configs/Shapes/{request.param}",
             "DATASETS.TRAIN", "('shapes_tiny_train',)",
             "DATASETS.TEST", "('shapes_tiny_val',)",
             "INPUT.MIN_SIZE_TRAIN", "(128,)",
@@ -41,30 +54,31 @@ def trained_weights(repo_root, tmp_path_factory):
             "SOLVER.WARMUP_ITERS", "2",
             "SOLVER.STEPS", "(3,)",
             "DATALOADER.NUM_WORKERS", "0",
-            "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+            *ZERO_SCORE_THRESHOLDS,
             "OUTPUT_DIR", str(output_dir),
         ]
     )  # fmt: skip
     train_net.main(args)
     weights = output_dir / "model_final.pth"
     assert weights.is_file()
-    return weights
+    return request.param, weights
 
 
-def _export_args(repo_root, output, weights):
+def _export_args(repo_root, output, weights, config=CONFIGS[0]):
     return [
-        "--config-file", f"{repo_root}/configs/Shapes/{CONFIG}",
+        "--config-file", f"{repo_root}/configs/Shapes/{config}",
         "--output", str(output),
         "--image-size", "96",
         "MODEL.WEIGHTS", str(weights),
         "DATASETS.TEST", "('shapes_tiny_val',)",
         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
-        "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+        *ZERO_SCORE_THRESHOLDS,
     ]  # fmt: skip
 
 
-def test_export_traces_the_iou_aware_retinanet_and_matches_the_eager_model(export_tool, trained_weights, repo_root, tmp_path):
-    result = export_tool.main(_export_args(repo_root, tmp_path / "export", trained_weights))
+def test_export_traces_the_model_and_matches_the_eager_model(export_tool, trained_weights, repo_root, tmp_path):
+    config, weights = trained_weights
+    result = export_tool.main(_export_args(repo_root, tmp_path / "export", weights, config))
     assert result["path"] == str(tmp_path / "export" / "model.ts")
     assert os.path.isfile(result["path"])
     assert result["num_detections"] > 0  # score threshold 0: the untrained model still detects

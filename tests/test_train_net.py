@@ -14,6 +14,7 @@ SHAPES_CONFIGS = [
     "faster_rcnn_slim_R_FPN_focal_iou.yaml",
     "gfl_slim_R_FPN.yaml",
     "gflv2_slim_R_FPN.yaml",
+    "lsnet_slim_R_FPN.yaml",
 ]
 
 
@@ -51,6 +52,8 @@ def _args(repo_root, config, output_dir, *extra):
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
             "0.0",
             "MODEL.GFL.SCORE_THRESH_TEST",
+            "0.0",
+            "MODEL.LSNET.SCORE_THRESH_TEST",
             "0.0",
             "OUTPUT_DIR",
             str(output_dir),

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Dict, List
 
+import numpy as np
 import torch
 from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
@@ -33,6 +34,7 @@ from fvcore.nn import parameter_count
 
 import iou_aware  # noqa: F401  (registers the package's models)
 from iou_aware.config import add_iou_aware_config
+from iou_aware.data import extreme_points
 
 
 def load_config(path: str, opts: List[str], device: str):
@@ -57,6 +59,10 @@ def make_inputs(batch_size: int, size: int, num_boxes: int, seed: int = 0) -> Li
         instances = Instances((size, size))
         instances.gt_boxes = Boxes(torch.cat([xy, (xy + wh).clamp(max=size)], dim=1))
         instances.gt_classes = torch.randint(0, 1, (num_boxes,))
+        # LSNet's landmarks (box task): border midpoints and centre of each box.
+        instances.gt_landmarks = torch.as_tensor(
+            np.stack([extreme_points(box=b) for b in instances.gt_boxes.tensor.numpy()])
+        )
         image = torch.randint(0, 256, (3, size, size), generator=generator, dtype=torch.uint8)
         inputs.append({"image": image, "instances": instances, "height": size, "width": size})
     return inputs

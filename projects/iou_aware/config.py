@@ -75,4 +75,43 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.GFL.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.GFL.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.GFL.NMS_THRESH_TEST = 0.6
+
+    # LSNet (MODEL.META_ARCHITECTURE: "LSNet"): one landmark head for boxes, contours and keypoints.
+    cfg.MODEL.LSNET = CN()
+    cfg.MODEL.LSNET.NUM_CLASSES = 80
+    cfg.MODEL.LSNET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # What the landmarks describe: "box" (4 extreme points + centre). The landmark count and the
+    # cross-IoU mode follow from it.
+    cfg.MODEL.LSNET.TASK = "box"
+    # Convs per tower (conv3x3 + GN + ReLU); DEFORMABLE_TOWERS makes them modulated deformable
+    # convs (DCNv2, offsets predicted from the input) as in the reference's "dcn" setting.
+    cfg.MODEL.LSNET.NUM_CONVS = 3
+    cfg.MODEL.LSNET.DEFORMABLE_TOWERS = False
+    # Sampling points of the landmark-guided (pyramid) deformable conv: some initial landmarks plus
+    # free points predicted beside them, 9 in all (a 3x3 kernel).
+    cfg.MODEL.LSNET.NUM_KERNEL_POINTS = 9
+    # How deformable convs are computed: "grid_sample" (bilinear gather + matmul; ~8x faster
+    # training steps on CPU) or "torchvision" (torchvision.ops.deform_conv2d). Same results.
+    cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "grid_sample"
+    # Share of the gradient that flows from the deformable sampling back into the initial landmarks.
+    cfg.MODEL.LSNET.GRADIENT_MUL = 0.1
+    # Landmark vectors are divided by POINT_BASE_SCALE * stride before the cross-IoU loss; the
+    # initial stage puts each GT on the level whose stride is about its size / POINT_BASE_SCALE.
+    cfg.MODEL.LSNET.POINT_BASE_SCALE = 4
+    # Initial stage: positives per GT (the points of its level nearest to its box centre).
+    cfg.MODEL.LSNET.INIT_POS_NUM = 1
+    # Refinement stage: ATSS candidates per level per GT, on the boxes of the initial landmarks.
+    cfg.MODEL.LSNET.ATSS_TOPK = 9
+    # Cross-IoU loss: weight of the target's inactive half of each axis, and the stage weights.
+    cfg.MODEL.LSNET.CROSS_IOU_ALPHA = 0.2
+    cfg.MODEL.LSNET.INIT_LOSS_WEIGHT = 1.0
+    cfg.MODEL.LSNET.REFINE_LOSS_WEIGHT = 2.0
+    # Focal loss of the classes.
+    cfg.MODEL.LSNET.PRIOR_PROB = 0.01
+    cfg.MODEL.LSNET.FOCAL_LOSS_ALPHA = 0.25
+    cfg.MODEL.LSNET.FOCAL_LOSS_GAMMA = 2.0
+    # Inference (refinement stage only).
+    cfg.MODEL.LSNET.SCORE_THRESH_TEST = 0.05
+    cfg.MODEL.LSNET.TOPK_CANDIDATES_TEST = 1000
+    cfg.MODEL.LSNET.NMS_THRESH_TEST = 0.6
     return cfg

@@ -1,10 +1,10 @@
 """Detectron2's DefaultTrainer, evaluating with the COCO tasks each dataset supports."""
 import os
 
-from detectron2.data import DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 
-from ..data import ValidatingMapper, build_annotated_test_mapper
+from ..data import ValidatingMapper, build_annotated_test_mapper, build_train_mapper
 from ..evaluation import build_coco_evaluator
 
 __all__ = ["Trainer"]
@@ -15,8 +15,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """Detectron2's train loader; an inverted GT box stops training with an error naming it."""
-        return build_detection_train_loader(cfg, mapper=ValidatingMapper(DatasetMapper(cfg, is_train=True)))
+        """Detectron2's train loader with the model's mapper (:func:`iou_aware.data.build_train_mapper`);
+        an inverted GT box stops training with an error naming it."""
+        return build_detection_train_loader(cfg, mapper=ValidatingMapper(build_train_mapper(cfg)))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -14,7 +14,13 @@ import torch
 from .box_geometry import aligned_box_iou
 from .reduction import check_weight_and_reduction, weighted_reduce
 
-__all__ = ["CROSS_IOU_MODES", "offsets_to_crosses", "crosses_to_offsets", "cross_iou_loss"]
+__all__ = [
+    "CROSS_IOU_MODES",
+    "offsets_to_crosses",
+    "crosses_to_offsets",
+    "landmarks_to_boxes",
+    "cross_iou_loss",
+]
 
 # Number of landmarks L of each mode, the centre (last) included.
 CROSS_IOU_MODES = {"box": 5, "contour": 37, "keypoint": 18}
@@ -157,8 +163,8 @@ def cross_iou_loss(
                     _group_sums(union.sum(dim=-1), group, num_groups),
                     eps,
                 ).mean(dim=1)
-            pred_box = _landmark_box(crosses_to_offsets(pred), mode)
-            target_box = _landmark_box(target, mode)
+            pred_box = landmarks_to_boxes(crosses_to_offsets(pred), mode)
+            target_box = landmarks_to_boxes(target, mode)
             loss = 1 - iou + _box_penalty(pred_box, target_box, iou, eps)
         return weighted_reduce(loss, weight, reduction)
 
@@ -206,15 +212,24 @@ def _group_sums(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> t
     return values.new_zeros(values.shape[0], num_groups).index_add(1, group, values)
 
 
-def _landmark_box(offsets: torch.Tensor, mode: str) -> torch.Tensor:
-    """(N, L, 2) landmark offsets -> (N, 4) XYXY box, in the unit of the offsets."""
+def landmarks_to_boxes(landmarks: torch.Tensor, mode: str) -> torch.Tensor:
+    """
+    The box of a set of landmarks: for "box" (top, left, bottom, right, centre) the x of left,
+    y of top, x of right and y of bottom; otherwise the extent of all landmarks but the centre.
+
+    Args:
+        landmarks (Tensor[..., L, 2]): (x, y) landmarks, or offsets from one anchor point.
+        mode (str): a key of :data:`CROSS_IOU_MODES`.
+
+    Returns:
+        Tensor[..., 4]: XYXY boxes, in the unit and frame of ``landmarks``.
+    """
     if mode == "box":
-        # Landmarks: top, left, bottom, right, centre.
         return torch.stack(
-            [offsets[:, 1, 0], offsets[:, 0, 1], offsets[:, 3, 0], offsets[:, 2, 1]], dim=1
+            [landmarks[..., 1, 0], landmarks[..., 0, 1], landmarks[..., 3, 0], landmarks[..., 2, 1]], dim=-1
         )
-    contour = offsets[:, :-1]
-    return torch.cat([contour.amin(dim=1), contour.amax(dim=1)], dim=1)
+    points = landmarks[..., :-1, :]
+    return torch.cat([points.amin(dim=-2), points.amax(dim=-2)], dim=-1)
 
 
 def _box_penalty(

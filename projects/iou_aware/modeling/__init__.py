@@ -2,8 +2,9 @@
 from .backbone import build_slim_resnet_backbone, build_slim_resnet_fpn_backbone
 from .box_regression import BOX_REG_LOSS_TYPES, box_regression_loss
 from .iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
-from .assigners import ATSSAssigner, DenseAssigner
-from .meta_arch import GFL, GFLV2, GFLHead, IoUAwareRetinaNet, IoUAwareRetinaNetHead
+from .assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
+from .landmark_head import LANDMARK_TASKS, LandmarkHead, LandmarkTask
+from .meta_arch import GFL, GFLV2, GFLHead, IoUAwareRetinaNet, IoUAwareRetinaNetHead, LSNet
 from .roi_heads import IoULossFastRCNNOutputLayers, IoULossROIHeads
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -3,13 +3,14 @@ Label assignment of dense (one-stage) heads: which ground-truth box, if any, eac
 (or anchor point) learns.
 """
 import abc
-from typing import List
+import math
+from typing import List, Sequence
 
 import torch
 
 from ..layers import pairwise_box_iou
 
-__all__ = ["DenseAssigner", "ATSSAssigner"]
+__all__ = ["DenseAssigner", "ATSSAssigner", "CentrePointAssigner"]
 
 
 class DenseAssigner(abc.ABC):
@@ -105,3 +106,56 @@ class ATSSAssigner(DenseAssigner):
         pos_ious.scatter_(0, candidates, candidate_ious.masked_fill(~is_pos, float("-inf")))
         best_iou, best_gt = pos_ious.max(dim=1)
         return best_gt.masked_fill(best_iou == float("-inf"), -1)
+
+
+class CentrePointAssigner(DenseAssigner):
+    """
+    LSNet's (and RepPoints') assignment of the initial stage: each GT goes to one level, the one
+    whose stride is 2^floor(log2(sqrt(w * h) / scale)) (clamped to the available levels), and
+    there to the ``pos_num`` points nearest to its box centre, distances measured in units of
+    the GT's width and height. A point chosen by several GTs takes the nearest one.
+
+    Only the centres of the anchors are used (the points).
+    """
+
+    def __init__(self, strides: Sequence[int], scale: float = 4.0, pos_num: int = 1):
+        """
+        Args:
+            strides: stride of each level, fine to coarse, powers of 2.
+            scale: object size, in strides of its level.
+            pos_num: positives per GT.
+        """
+        self.level_exponents = torch.tensor([math.log2(s) for s in strides])
+        self.scale = scale
+        self.pos_num = pos_num
+
+    @torch.no_grad()
+    def __call__(
+        self, anchors_per_level: List[torch.Tensor], gt_boxes: torch.Tensor
+    ) -> torch.Tensor:
+        anchors = torch.cat(anchors_per_level)
+        if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
+            return torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
+        if len(anchors_per_level) != len(self.level_exponents):
+            raise ValueError(f"Built for {len(self.level_exponents)} levels, got {len(anchors_per_level)}.")
+
+        points = (anchors[:, :2] + anchors[:, 2:]).float() / 2
+        gt_boxes = gt_boxes.float()
+        gt_centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        gt_sizes = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=1e-6)
+        exponents = self.level_exponents.to(points.device)
+        gt_exponent = (torch.log2(gt_sizes / self.scale).sum(dim=1) / 2).floor()
+        gt_exponent = gt_exponent.clamp(exponents.min(), exponents.max())
+        gt_level = (gt_exponent[:, None] - exponents[None, :]).abs().argmin(dim=1)  # (G,)
+        point_level = torch.cat(
+            [torch.full((len(a),), i, device=points.device) for i, a in enumerate(anchors_per_level)]
+        )
+
+        distances = ((points[:, None, :] - gt_centres[None]) / gt_sizes[None]).norm(dim=2)  # (R, G)
+        distances = distances.masked_fill(point_level[:, None] != gt_level[None, :], float("inf"))
+        k = min(self.pos_num, len(points))
+        nearest_dist, nearest = distances.topk(k, dim=0, largest=False)  # (k, G)
+        chosen = torch.full_like(distances, float("inf"))
+        chosen.scatter_(0, nearest, nearest_dist)
+        best_dist, best_gt = chosen.min(dim=1)
+        return best_gt.masked_fill(best_dist == float("inf"), -1)

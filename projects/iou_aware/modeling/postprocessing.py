@@ -1,9 +1,12 @@
-"""Candidate selection shared by the dense heads' inference (score threshold, then top-k)."""
-from typing import Tuple
+"""Inference steps shared by the dense heads: candidate selection (score threshold, then top-k) per
+level, and the merge of the levels with class-wise NMS."""
+from typing import List, Tuple
 
 import torch
+from detectron2.layers import batched_nms
+from detectron2.structures import Instances
 
-__all__ = ["select_topk_candidates"]
+__all__ = ["select_topk_candidates", "merge_levels_with_nms"]
 
 
 def select_topk_candidates(
@@ -26,3 +29,19 @@ def select_topk_candidates(
     kept_scores, order = kept_scores.sort(descending=True)
     location_idxs, class_idxs = candidates[order[:num_topk]].unbind(dim=1)
     return kept_scores[:num_topk], location_idxs, class_idxs
+
+
+def merge_levels_with_nms(
+    per_level: List[Instances], image_size: Tuple[int, int], nms_thresh: float, max_detections: int
+) -> Instances:
+    """Concatenate the detections of all levels, clip their boxes to the image, apply class-wise
+    NMS and keep the ``max_detections`` best.
+
+    Args:
+        per_level: Instances with pred_boxes, scores and pred_classes, one per level.
+        image_size: (height, width) of the network's input image.
+    """
+    detections = Instances.cat(per_level)
+    detections.pred_boxes.clip(image_size)
+    keep = batched_nms(detections.pred_boxes.tensor, detections.scores, detections.pred_classes, nms_thresh)
+    return detections[keep[:max_detections]]

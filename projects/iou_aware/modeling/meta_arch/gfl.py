@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, batched_nms, cat
+from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
@@ -33,7 +33,7 @@ from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, DenseAssigner
 from ..box_regression import boxes_to_distances, distances_to_boxes
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
-from ..postprocessing import select_topk_candidates
+from ..postprocessing import merge_levels_with_nms, select_topk_candidates
 
 __all__ = ["GFL", "GFLV2", "GFLHead", "DistributionGuidedQualityPredictor"]
 
@@ -374,12 +374,9 @@ class GFL(DenseDetector):
                 per_level.append(
                     Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
                 )
-            detections = Instances.cat(per_level)
-            detections.pred_boxes.clip(image_size)
-            keep = batched_nms(
-                detections.pred_boxes.tensor, detections.scores, detections.pred_classes, self.test_nms_thresh
+            results.append(
+                merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
             )
-            results.append(detections[keep[: self.max_detections_per_image]])
         return results
 
 

@@ -1,0 +1,204 @@
+"""
+LSNet's landmark head (Duan et al., https://arxiv.org/abs/2104.04899): one module for every
+landmark task, switched by configuration.
+
+Every location (anchor point) of every level predicts L landmark vectors as crosses
+[y-, y+, x-, x+] (non-negative, in units of the level's stride), twice:
+
+* initial crosses, from plain convs on the box tower;
+* refined crosses, ``softplus(raw + initial.detach())``, where ``raw`` is predicted from features
+  sampled by a pyramid deformable conv at 9 points taken from the initial landmarks (some of the
+  landmarks plus free points), on the level and its two neighbours.
+
+Class logits are predicted from the class tower sampled at the same 9 points.
+"""
+from dataclasses import dataclass
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from torch import Tensor, nn
+
+from ..layers import crosses_to_offsets
+from .deformable import DEFORM_CONV_IMPLS, ModulatedDeformConv, PyramidDeformConv, location_grid
+
+__all__ = ["LandmarkTask", "LANDMARK_TASKS", "LandmarkHead"]
+
+
+@dataclass(frozen=True)
+class LandmarkTask:
+    """What a landmark head predicts.
+
+    Attributes:
+        num_landmarks: L, the centre (always last) included.
+        cross_iou_mode: mode of :func:`iou_aware.layers.cross_iou_loss`.
+        kernel_landmarks: the landmarks among the deformable conv's sampling points; the other
+            points of the kernel are free points predicted beside the initial crosses.
+    """
+
+    num_landmarks: int
+    cross_iou_mode: str
+    kernel_landmarks: Tuple[int, ...]
+
+
+LANDMARK_TASKS = {
+    # [top, left, bottom, right, centre]: all five, plus 4 free points.
+    "box": LandmarkTask(5, "box", (0, 1, 2, 3, 4)),
+}
+
+
+def _conv_block(in_channels: int, out_channels: int, deformable: bool, impl: str) -> nn.Sequential:
+    conv = (
+        ModulatedDeformConv(in_channels, out_channels, impl)
+        if deformable
+        else nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+    )
+    if not deformable:
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, nn.GroupNorm(min(32, out_channels), out_channels), nn.ReLU(inplace=True))
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, std: float = 0.01, bias: float = 0.0) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    nn.init.normal_(conv.weight, std=std)
+    nn.init.constant_(conv.bias, bias)
+    return conv
+
+
+class _LandmarkGuidedBranch(nn.Module):
+    """Features sampled at the 9 points on three levels -> 1x1 fuse + ReLU, plus a 3x3 conv of
+    the level's own tower features -> GN -> ReLU -> 1x1 prediction."""
+
+    def __init__(self, channels: int, out_channels: int, impl: str, out_bias: float = 0.0):
+        super().__init__()
+        self.sample = PyramidDeformConv(channels, channels, impl)
+        self.fuse = _conv(3 * channels, channels, 1)
+        self.local = _conv(channels, channels, 3)
+        self.norm = nn.GroupNorm(min(32, channels), channels)
+        self.predict = _conv(channels, out_channels, 1, bias=out_bias)
+
+    def forward(self, towers: List[Tensor], strides: List[int], level: int, positions: Tensor) -> Tensor:
+        sampled = F.relu(self.fuse(self.sample(towers, strides, level, positions)))
+        return self.predict(F.relu(self.norm(sampled + self.local(towers[level]))))
+
+
+class LandmarkHead(nn.Module):
+    """Class and landmark predictions of LSNet for one task (see module docstring)."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        input_shape: List[ShapeSpec],
+        num_classes: int,
+        task: str = "box",
+        num_convs: int = 3,
+        deformable_towers: bool = False,
+        num_kernel_points: int = 9,
+        gradient_mul: float = 0.1,
+        prior_prob: float = 0.01,
+        deform_conv_impl: str = "grid_sample",
+    ):
+        """
+        Args:
+            input_shape: ShapeSpec of each input level (same channels), fine to coarse.
+            num_classes: number of foreground classes.
+            task: a key of :data:`LANDMARK_TASKS`.
+            num_convs: conv3x3 + GN + ReLU layers per tower.
+            deformable_towers: DCNv2 convs in the towers instead of plain convs.
+            num_kernel_points: taps of the landmark-guided deformable conv (9 = 3x3).
+            gradient_mul: share of the gradient that flows from the sampling points back into
+                the initial landmarks.
+            prior_prob: initial foreground probability of the class logits.
+            deform_conv_impl: one of :data:`iou_aware.modeling.deformable.DEFORM_CONV_IMPLS`.
+        """
+        super().__init__()
+        if task not in LANDMARK_TASKS:
+            raise ValueError(f"MODEL.LSNET.TASK = {task!r}; use one of {sorted(LANDMARK_TASKS)}.")
+        if num_kernel_points != 9:
+            raise ValueError(f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported.")
+        if deform_conv_impl not in DEFORM_CONV_IMPLS:
+            raise ValueError(f"MODEL.LSNET.DEFORM_CONV_IMPL = {deform_conv_impl!r}; use one of {DEFORM_CONV_IMPLS}.")
+        channels = {s.channels for s in input_shape}
+        if len(channels) != 1:
+            raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")
+        channels = channels.pop()
+        self.task = LANDMARK_TASKS[task]
+        self.strides = [s.stride for s in input_shape]
+        self.num_classes = num_classes
+        self.gradient_mul = gradient_mul
+        self.num_free_points = num_kernel_points - len(self.task.kernel_landmarks)
+        num_landmarks = self.task.num_landmarks
+
+        def tower():
+            return nn.Sequential(*[_conv_block(channels, channels, deformable_towers, deform_conv_impl) for _ in range(num_convs)])
+
+        self.cls_tower = tower()
+        self.landmark_tower = tower()
+        self.init_conv = _conv(channels, channels, 3)
+        self.init_pred = _conv(channels, 4 * num_landmarks + 2 * self.num_free_points, 1)
+        bias = -math.log((1 - prior_prob) / prior_prob)
+        self.cls_branch = _LandmarkGuidedBranch(channels, num_classes, deform_conv_impl, out_bias=bias)
+        self.refine_branch = _LandmarkGuidedBranch(channels, 4 * num_landmarks, deform_conv_impl)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: List[ShapeSpec]):
+        node = cfg.MODEL.LSNET
+        return {
+            "input_shape": input_shape,
+            "num_classes": node.NUM_CLASSES,
+            "task": node.TASK,
+            "num_convs": node.NUM_CONVS,
+            "deformable_towers": node.DEFORMABLE_TOWERS,
+            "num_kernel_points": node.NUM_KERNEL_POINTS,
+            "gradient_mul": node.GRADIENT_MUL,
+            "prior_prob": node.PRIOR_PROB,
+            "deform_conv_impl": node.DEFORM_CONV_IMPL,
+        }
+
+    def forward(self, features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """
+        Args:
+            features: per level (N, C, Hi, Wi), fine to coarse, strides as in ``input_shape``.
+
+        Returns:
+            Per level: class logits (N, K, Hi, Wi); initial crosses (N, 4 * L, Hi, Wi) and refined
+            crosses (N, 4 * L, Hi, Wi), channel ``4 * l + c`` being channel c of
+            [y-, y+, x-, x+] of landmark l, in units of the level's stride.
+        """
+        if len(features) != len(self.strides):
+            raise ValueError(f"LSNet's head was built for {len(self.strides)} levels, got {len(features)}.")
+        cls_towers = [self.cls_tower(x) for x in features]
+        landmark_towers = [self.landmark_tower(x) for x in features]
+        logits, init_crosses, refine_crosses = [], [], []
+        for level, tower in enumerate(landmark_towers):
+            init_out = self.init_pred(F.relu(self.init_conv(tower)))
+            init = F.softplus(init_out[:, : 4 * self.task.num_landmarks])
+            positions = self._sampling_positions(init, init_out[:, 4 * self.task.num_landmarks :])
+            logits.append(self.cls_branch(cls_towers, self.strides, level, positions))
+            refine_raw = self.refine_branch(landmark_towers, self.strides, level, positions)
+            init_crosses.append(init)
+            refine_crosses.append(F.softplus(refine_raw + init.detach()))
+        return logits, init_crosses, refine_crosses
+
+    def _sampling_positions(self, init: Tensor, free_points: Tensor) -> Tensor:
+        """
+        Args:
+            init: (N, 4 * L, H, W) initial crosses.
+            free_points: (N, 2 * F, H, W) free sampling points (dy, dx), in strides.
+
+        Returns:
+            (N, 9, 2, H, W) positions (y, x) of the kernel taps in the level's index units: each
+            location plus its kernel landmarks' vectors, then its free points.
+        """
+        n, _, h, w = init.shape
+        crosses = init.reshape(n, self.task.num_landmarks, 4, h, w).permute(0, 3, 4, 1, 2)
+        offsets = crosses_to_offsets(crosses)[..., list(self.task.kernel_landmarks), :].flip(-1)  # (N,H,W,k,2) (dy,dx)
+        free = free_points.reshape(n, self.num_free_points, 2, h, w).permute(0, 3, 4, 1, 2)
+        points = torch.cat([offsets, free], dim=3).permute(0, 3, 4, 1, 2)  # (N, 9, 2, H, W)
+        points = (1 - self.gradient_mul) * points.detach() + self.gradient_mul * points
+        return points + location_grid(h, w, init.device, init.dtype)

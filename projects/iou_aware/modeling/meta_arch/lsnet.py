@@ -1,0 +1,274 @@
+"""LSNet (Duan et al., "Location-Sensitive Visual Recognition with Cross-IOU Loss") as a Detectron2
+dense detector.
+
+One anchor point per location, P3-P7. The :class:`LandmarkHead` predicts landmark vectors as
+crosses, initial and refined. The initial stage is trained on one point per GT (the nearest to its
+centre on the level of its size); the refinement stage and the classes on the points that ATSS
+picks among the boxes of the initial landmarks. Both stages use the cross-IoU loss on vectors in
+units of ``point_base_scale * stride``; classes use the focal loss. Inference decodes the refined
+landmarks into boxes.
+"""
+from typing import Dict, List, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
+from fvcore.nn import sigmoid_focal_loss_jit
+from torch import Tensor
+
+from ...layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes
+from ...utils import reduce_mean
+from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
+from ..landmark_head import LandmarkHead
+from ..postprocessing import merge_levels_with_nms, select_topk_candidates
+
+__all__ = ["LSNet"]
+
+
+@META_ARCH_REGISTRY.register()
+class LSNet(DenseDetector):
+    """LSNet with one :class:`LandmarkHead`; ``MODEL.LSNET.TASK`` selects what the landmarks are."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone,
+        head: LandmarkHead,
+        head_in_features: List[str],
+        anchor_generator: DefaultAnchorGenerator,
+        init_assigner: DenseAssigner,
+        refine_assigner: DenseAssigner,
+        num_classes: int,
+        point_base_scale: float = 4.0,
+        cross_iou_alpha: float = 0.2,
+        init_loss_weight: float = 1.0,
+        refine_loss_weight: float = 2.0,
+        focal_loss_alpha: float = 0.25,
+        focal_loss_gamma: float = 2.0,
+        test_score_thresh: float = 0.05,
+        test_topk_candidates: int = 1000,
+        test_nms_thresh: float = 0.6,
+        max_detections_per_image: int = 100,
+        pixel_mean,
+        pixel_std,
+    ):
+        """
+        Args:
+            anchor_generator: one anchor per location with offset 0, so that the anchor centres
+                are the anchor points (i * stride, j * stride); its boxes are not used.
+            init_assigner, refine_assigner: assignment of the two stages (centre point, ATSS);
+                the refinement assigner sees the boxes of the initial landmarks as anchors.
+            point_base_scale: landmark vectors are divided by point_base_scale * stride in the loss.
+            cross_iou_alpha, init_loss_weight, refine_loss_weight: the cross-IoU losses.
+            focal_loss_alpha, focal_loss_gamma: the class loss.
+            Other arguments: as Detectron2's RetinaNet.
+        """
+        super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        self.anchor_generator = anchor_generator
+        self.init_assigner = init_assigner
+        self.refine_assigner = refine_assigner
+        self.num_classes = num_classes
+        self.point_base_scale = point_base_scale
+        self.cross_iou_alpha = cross_iou_alpha
+        self.init_loss_weight = init_loss_weight
+        self.refine_loss_weight = refine_loss_weight
+        self.focal_loss_alpha = focal_loss_alpha
+        self.focal_loss_gamma = focal_loss_gamma
+        self.test_score_thresh = test_score_thresh
+        self.test_topk_candidates = test_topk_candidates
+        self.test_nms_thresh = test_nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+
+    @classmethod
+    def from_config(cls, cfg):
+        node = cfg.MODEL.LSNET
+        backbone = build_backbone(cfg)
+        missing = [f for f in node.IN_FEATURES if f not in backbone.output_shape()]
+        if missing:
+            raise ValueError(
+                f"MODEL.LSNET.IN_FEATURES names {missing}, which the backbone does not output "
+                f"(it has {sorted(backbone.output_shape())})."
+            )
+        shapes = [backbone.output_shape()[f] for f in node.IN_FEATURES]
+        strides = [s.stride for s in shapes]
+        return {
+            "backbone": backbone,
+            "head": LandmarkHead(cfg, shapes),
+            "head_in_features": node.IN_FEATURES,
+            "anchor_generator": DefaultAnchorGenerator(
+                sizes=[[node.POINT_BASE_SCALE * s] for s in strides], aspect_ratios=[1.0], strides=strides, offset=0.0
+            ),
+            "init_assigner": CentrePointAssigner(strides, scale=node.POINT_BASE_SCALE, pos_num=node.INIT_POS_NUM),
+            "refine_assigner": ATSSAssigner(topk=node.ATSS_TOPK),
+            "num_classes": node.NUM_CLASSES,
+            "point_base_scale": node.POINT_BASE_SCALE,
+            "cross_iou_alpha": node.CROSS_IOU_ALPHA,
+            "init_loss_weight": node.INIT_LOSS_WEIGHT,
+            "refine_loss_weight": node.REFINE_LOSS_WEIGHT,
+            "focal_loss_alpha": node.FOCAL_LOSS_ALPHA,
+            "focal_loss_gamma": node.FOCAL_LOSS_GAMMA,
+            "test_score_thresh": node.SCORE_THRESH_TEST,
+            "test_topk_candidates": node.TOPK_CANDIDATES_TEST,
+            "test_nms_thresh": node.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    @property
+    def num_landmarks(self) -> int:
+        return self.head.task.num_landmarks
+
+    @property
+    def cross_iou_mode(self) -> str:
+        return self.head.task.cross_iou_mode
+
+    def _transpose(self, predictions) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """Head outputs -> per level class logits (N, Ri, K) and initial and refined crosses
+        (N, Ri, L, 4)."""
+        logits, init, refine = self._transpose_dense_predictions(
+            predictions, [self.num_classes, 4 * self.num_landmarks, 4 * self.num_landmarks]
+        )
+        init = [x.unflatten(-1, (self.num_landmarks, 4)) for x in init]
+        refine = [x.unflatten(-1, (self.num_landmarks, 4)) for x in refine]
+        return logits, init, refine
+
+    def _points_and_strides(self, anchors: List[Boxes]) -> Tuple[Tensor, Tensor]:
+        """(R, 2) anchor points and (R,) the stride of each point's level."""
+        points = Boxes.cat(anchors).get_centers()
+        strides = cat(
+            [torch.full((len(a),), float(s), device=points.device) for a, s in zip(anchors, self.anchor_generator.strides)]
+        )
+        return points, strides
+
+    def decode_landmarks(self, crosses: Tensor, points: Tensor, strides: Union[Tensor, float]) -> Tensor:
+        """
+        Args:
+            crosses: (..., L, 4) crosses in strides; points: (..., 2) anchor points in pixels;
+            strides: (...) the stride of each point, or one stride for all.
+
+        Returns:
+            (..., L, 2) absolute (x, y) landmarks in pixels.
+        """
+        if isinstance(strides, Tensor):
+            strides = strides[..., None, None]
+        return points[..., None, :] + crosses_to_offsets(crosses) * strides
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        logits, init, refine = self._transpose(predictions)
+        anchors = self.anchor_generator(features)
+        points, strides = self._points_and_strides(anchors)
+        for instances in gt_instances:
+            if not instances.has("gt_landmarks"):
+                raise ValueError(
+                    "LSNet trains on `gt_landmarks` in each image's instances; build the train loader with "
+                    "iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
+                )
+        init_matched = [self.init_assigner([a.tensor for a in anchors], x.gt_boxes.tensor) for x in gt_instances]
+        with torch.no_grad():
+            init_boxes = landmarks_to_boxes(
+                self.decode_landmarks(torch.cat(init, dim=1), points, strides), self.cross_iou_mode
+            )  # (N, R, 4)
+        level_sizes = [len(a) for a in anchors]
+        refine_matched = [
+            self.refine_assigner(list(boxes.split(level_sizes)), x.gt_boxes.tensor)
+            for boxes, x in zip(init_boxes, gt_instances)
+        ]
+        return self.losses(
+            points, strides, logits, init, refine, init_matched, refine_matched, gt_instances
+        )
+
+    def losses(
+        self,
+        points: Tensor,
+        strides: Tensor,
+        logits: List[Tensor],
+        init: List[Tensor],
+        refine: List[Tensor],
+        init_matched: List[Tensor],
+        refine_matched: List[Tensor],
+        gt_instances: List[Instances],
+    ) -> Dict[str, Tensor]:
+        """
+        Focal loss on every point against the refinement stage's labels; cross-IoU loss of each
+        stage on its positives. Each loss is divided by its stage's positives, summed over the
+        images with at least 1 per image and averaged over workers.
+
+        Args:
+            points (R, 2), strides (R,): see :meth:`_points_and_strides`.
+            logits, init, refine: see :meth:`_transpose`.
+            init_matched, refine_matched: per image (R,) GT index of each point, -1 for none.
+        """
+        num_images = len(gt_instances)
+        refine_matched_all = torch.stack(refine_matched)  # (N, R)
+        gt_classes = torch.stack(
+            [x.gt_classes[m.clamp(min=0)] if len(x) else m.new_zeros(m.shape) for x, m in zip(gt_instances, refine_matched)]
+        )
+        gt_classes = gt_classes.masked_fill(refine_matched_all < 0, self.num_classes)
+        one_hot = F.one_hot(gt_classes.flatten(), self.num_classes + 1)[:, :-1].to(logits[0].dtype)
+        num_refine = self._normalizer(refine_matched)
+        get_event_storage().put_scalar("num_pos_points", (refine_matched_all >= 0).sum().item() / num_images)
+        loss_cls = sigmoid_focal_loss_jit(
+            cat(logits, dim=1).flatten(0, 1),
+            one_hot,
+            alpha=self.focal_loss_alpha,
+            gamma=self.focal_loss_gamma,
+            reduction="sum",
+        )
+        return {
+            "loss_cls": loss_cls / num_refine,
+            "loss_landmarks_init": self.init_loss_weight
+            * self._landmark_loss(init, init_matched, points, strides, gt_instances)
+            / self._normalizer(init_matched),
+            "loss_landmarks_refine": self.refine_loss_weight
+            * self._landmark_loss(refine, refine_matched, points, strides, gt_instances)
+            / num_refine,
+        }
+
+    @staticmethod
+    def _normalizer(matched: List[Tensor]) -> Tensor:
+        num_pos = sum((m >= 0).sum().clamp(min=1) for m in matched).float()
+        return reduce_mean(num_pos).clamp(min=1.0)
+
+    def _landmark_loss(self, crosses, matched, points, strides, gt_instances) -> Tensor:
+        """Summed cross-IoU loss of one stage: (N, R, L, 4) crosses against the landmarks of the
+        GT matched to each positive point, both in units of point_base_scale * stride."""
+        crosses = cat(crosses, dim=1)
+        pred, target = [], []
+        for crosses_i, matched_i, instances in zip(crosses, matched, gt_instances):
+            positive = matched_i >= 0
+            scale = (self.point_base_scale * strides[positive])[:, None, None]
+            pred.append(crosses_i[positive] / self.point_base_scale)
+            gt = instances.gt_landmarks[matched_i[positive]]
+            target.append((gt - points[positive][:, None, :]) / scale)
+        return cross_iou_loss(
+            torch.cat(pred), torch.cat(target), mode=self.cross_iou_mode, alpha=self.cross_iou_alpha, reduction="sum"
+        )
+
+    def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
+        logits, _, refine = self._transpose(predictions)
+        anchors = self.anchor_generator(features)
+        results = []
+        for img_idx, image_size in enumerate(images.image_sizes):
+            per_level = []
+            for level, (anchors_i, stride) in enumerate(zip(anchors, self.anchor_generator.strides)):
+                scores, point_idxs, class_idxs = select_topk_candidates(
+                    logits[level][img_idx].sigmoid(), self.test_score_thresh, self.test_topk_candidates
+                )
+                points = anchors_i.get_centers()[point_idxs]
+                landmarks = self.decode_landmarks(refine[level][img_idx][point_idxs], points, float(stride))
+                boxes = landmarks_to_boxes(landmarks, self.cross_iou_mode)
+                per_level.append(
+                    Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
+                )
+            results.append(
+                merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
+            )
+        return results

@@ -1,0 +1,119 @@
+"""Deformable convs of LSNet's head against torchvision's deform_conv2d and direct indexing."""
+import pytest
+import torch
+from torchvision.ops import deform_conv2d
+
+from iou_aware.modeling.deformable import (
+    ModulatedDeformConv,
+    PyramidDeformConv,
+    deform_conv3x3,
+    kernel_grid,
+    location_grid,
+    pyramid_levels,
+)
+
+
+def _random_positions(n, h, w, generator, margin=1.5):
+    """Positions spread over the map and a bit beyond (samples outside read zeros)."""
+    scale = torch.tensor([h, w], dtype=torch.float64)[None, None, :, None, None]
+    return torch.rand(n, 9, 2, h, w, generator=generator, dtype=torch.float64) * (scale + 2 * margin) - margin
+
+
+@pytest.mark.parametrize("impl", ["grid_sample", "torchvision"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_deform_conv3x3_equals_deform_conv2d_on_its_own_grid(impl, with_mask):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 9, 7, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, generator=g, dtype=torch.float64)
+    offsets = torch.randn(2, 18, 9, 7, generator=g, dtype=torch.float64) * 2
+    mask = torch.rand(2, 9, 9, 7, generator=g, dtype=torch.float64) if with_mask else None
+    expected = deform_conv2d(x, offsets, weight, bias, padding=1, mask=mask)
+    # deform_conv2d's tap k of location (i, j) sits at (i + dy_k, j + dx_k) + offset_k.
+    taps = location_grid(9, 7, dtype=torch.float64)[None] + kernel_grid(dtype=torch.float64)[:, :, None, None]
+    positions = taps[None] + offsets.reshape(2, 9, 2, 9, 7)
+    actual = deform_conv3x3(x, positions, weight, bias, mask, impl=impl)
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_without_offsets_it_is_a_plain_conv():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 3, 6, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64)
+    taps = location_grid(6, 6, dtype=torch.float64)[None] + kernel_grid(dtype=torch.float64)[:, :, None, None]
+    actual = deform_conv3x3(x, taps[None], weight)
+    torch.testing.assert_close(actual, torch.nn.functional.conv2d(x, weight, padding=1))
+
+
+def test_pyramid_samples_the_same_pixels_on_every_level():
+    """Levels built by subsampling one map: B = A[::2, ::2], C = A[::4, ::4]. Integer positions on
+    B that are even read the same pixels of A on all three levels, so the three outputs equal
+    sum_k w_k * A[2 * q_k] computed by indexing."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(1, 3, 32, 32, generator=g, dtype=torch.float64)
+    levels = [a, a[..., ::2, ::2], a[..., ::4, ::4]]
+    strides = [8, 16, 32]
+    conv = PyramidDeformConv(3, 2).double()
+    q = 2 * torch.randint(0, 8, (1, 9, 2, 16, 16), generator=g).double()  # even, inside B (16 x 16)
+    out = conv(levels, strides, 1, q)
+    assert out.shape == (1, 6, 16, 16)
+    # Reference: gather A at 2q, then apply the weights.
+    rows, cols = (2 * q[0, :, 0]).long(), (2 * q[0, :, 1]).long()  # (9, 16, 16)
+    sampled = a[0][:, rows, cols]  # (3, 9, 16, 16)
+    expected = torch.einsum("ock,ckhw->ohw", conv.weight.reshape(2, 3, 9), sampled)
+    for chunk in out[0].split(2):
+        torch.testing.assert_close(chunk, expected)
+
+
+@pytest.mark.parametrize("sizes", [[(16, 16), (8, 8), (4, 4), (2, 2)], [(25, 19), (13, 10), (7, 5)]])
+def test_pyramid_implementations_agree_on_every_level(sizes):
+    """grid_sample against deform_conv2d (read with a conv stride for finer levels and zero
+    padding for coarser ones), odd sizes included."""
+    g = torch.Generator().manual_seed(3)
+    features = [torch.randn(2, 4, h, w, generator=g, dtype=torch.float64) for h, w in sizes]
+    strides = [8 * 2**i for i in range(len(sizes))]
+    fast = PyramidDeformConv(4, 3).double()
+    reference = PyramidDeformConv(4, 3, impl="torchvision").double()
+    reference.load_state_dict(fast.state_dict())
+    for level, (h, w) in enumerate(sizes):
+        positions = _random_positions(2, h, w, g)
+        torch.testing.assert_close(
+            fast(features, strides, level, positions), reference(features, strides, level, positions)
+        )
+
+
+def test_modulated_deform_conv_implementations_agree_and_start_as_a_plain_conv():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 8, 6, generator=g, dtype=torch.float64)
+    fast = ModulatedDeformConv(4, 3).double()
+    # At initialization: zero offsets, modulation sigmoid(0) = 0.5.
+    expected = 0.5 * torch.nn.functional.conv2d(x, fast.weight, padding=1) + fast.bias[:, None, None]
+    torch.testing.assert_close(fast(x), expected)
+    torch.nn.init.normal_(fast.offset_conv.weight, std=0.3)
+    reference = ModulatedDeformConv(4, 3, impl="torchvision").double()
+    reference.load_state_dict(fast.state_dict())
+    torch.testing.assert_close(fast(x), reference(x))
+
+
+def test_grid_sample_gradients_match_torchvision():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    # Away from integer positions, where bilinear sampling is not differentiable.
+    positions = (_random_positions(1, 6, 5, g) + 0.01).requires_grad_()
+    grads = []
+    for impl in ("grid_sample", "torchvision"):
+        out = deform_conv3x3(x, positions, weight, impl=impl)
+        grads.append(torch.autograd.grad((out * out).sum(), (x, weight, positions)))
+    for fast, reference in zip(*grads):
+        torch.testing.assert_close(fast, reference)
+
+
+def test_pyramid_levels_and_errors():
+    assert pyramid_levels(0, 5) == [0, 1, 2]
+    assert pyramid_levels(2, 5) == [2, 1, 3]
+    assert pyramid_levels(4, 5) == [4, 3, 2]
+    with pytest.raises(ValueError, match="at least 3"):
+        pyramid_levels(0, 2)
+    with pytest.raises(ValueError, match="implementation"):
+        deform_conv3x3(torch.zeros(1, 1, 3, 3), torch.zeros(1, 9, 2, 3, 3), torch.zeros(1, 1, 3, 3), impl="cuda")

@@ -1,0 +1,268 @@
+"""LSNet (boxes): landmark head, centre-point assignment, decoding, mapper targets, losses, inference."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils.events import EventStorage
+
+from iou_aware.config import add_iou_aware_config
+from iou_aware.data import LandmarkDatasetMapper, build_train_mapper, flip_extreme_points
+from iou_aware.layers import crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
+from iou_aware.modeling import CentrePointAssigner, LSNet
+
+
+def _cfg(repo_root, *opts):
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml")
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def _landmarks_of_boxes(boxes):
+    """[top, left, bottom, right, centre] border midpoints of XYXY boxes, by hand."""
+    x0, y0, x1, y1 = boxes.unbind(1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return torch.stack(
+        [torch.stack(p, dim=1) for p in ((cx, y0), (x0, cy), (cx, y1), (x1, cy), (cx, cy))], dim=1
+    )
+
+
+def _inputs(with_gt=True, size=128, num_images=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = []
+    for _ in range(num_images):
+        instances = Instances((size, size))
+        boxes = [[10.0, 12.0, 50.0, 60.0], [60.0, 64.0, 120.0, 110.0], [70.0, 8.0, 84.0, 20.0]] if with_gt else []
+        instances.gt_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
+        instances.gt_classes = torch.tensor([0, 3, 1] if with_gt else [], dtype=torch.int64)
+        instances.gt_landmarks = _landmarks_of_boxes(instances.gt_boxes.tensor)
+        image = torch.randint(0, 256, (3, size, size), generator=generator).float()
+        inputs.append({"image": image, "instances": instances, "height": size, "width": size})
+    return inputs
+
+
+def test_head_outputs_per_level(repo_root):
+    model = build_model(_cfg(repo_root))
+    assert type(model) is LSNet
+    features = [torch.randn(2, 64, s, s) for s in (16, 8, 4, 2, 1)]
+    logits, init, refine = model.head(features)
+    for level, feature in enumerate(features):
+        size = feature.shape[-1]
+        assert logits[level].shape == (2, 4, size, size)  # 4 shape classes
+        assert init[level].shape == refine[level].shape == (2, 5 * 4, size, size)  # 5 landmarks x cross
+        assert (init[level] >= 0).all() and (refine[level] >= 0).all()  # softplus
+
+
+def test_refined_crosses_are_softplus_of_raw_plus_detached_initial(repo_root):
+    """The refinement loss reaches the initial prediction only through the sampling points, scaled
+    by GRADIENT_MUL: with 0 it does not reach it at all."""
+    features = [torch.randn(1, 64, s, s) for s in (16, 8, 4, 2, 1)]
+    for gradient_mul, reaches in ((0.0, False), (0.1, True)):
+        torch.manual_seed(0)
+        model = build_model(_cfg(repo_root, "MODEL.LSNET.GRADIENT_MUL", gradient_mul))
+        _, _, refine = model.head(features)
+        sum(r.sum() for r in refine).backward()
+        grad = model.head.init_pred.weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == reaches
+
+
+def test_centre_point_assigner_by_hand():
+    strides = [8, 16, 32]
+    anchors = []
+    for s, n in zip(strides, (16, 8, 4)):  # a 128 x 128 image
+        ys, xs = torch.meshgrid(torch.arange(n) * s, torch.arange(n) * s, indexing="ij")
+        points = torch.stack([xs.flatten(), ys.flatten()], dim=1).float()
+        anchors.append(torch.cat([points - 2, points + 2], dim=1))
+    gt = torch.tensor(
+        [
+            [81.0, 79.0, 121.0, 119.0],  # 40 x 40: floor(log2(40 / 4)) = 3 -> stride 8; centre (101, 99)
+            [0.0, 0.0, 130.0, 128.0],  # ~129 px: floor(log2(32.2)) = 5 -> stride 32; centre (65, 64)
+            [2.0, 2.0, 6.0, 6.0],  # 4 px: log2(1) = 0 -> clamped to stride 8; centre (4, 4)
+        ]
+    )
+    matched = CentrePointAssigner(strides, scale=4, pos_num=1)(anchors, gt)
+    # GT 0: nearest P3 point to (101, 99) is (104, 96): row 12, column 13.
+    # GT 1: nearest P5 point to (65, 64) is (64, 64): P5 row 2, column 2.
+    # GT 2: nearest P3 point to (4, 4): (0, 0), (8, 0), (0, 8), (8, 8) tie; topk picks one.
+    expected = {12 * 16 + 13: 0, 256 + 64 + 2 * 4 + 2: 1}
+    positives = {i: int(m) for i, m in enumerate(matched) if m >= 0}
+    gt2 = [i for i, m in positives.items() if m == 2]
+    assert len(gt2) == 1 and gt2[0] in (0, 1, 16, 17)
+    del positives[gt2[0]]
+    assert positives == expected
+
+
+def test_centre_point_assigner_conflict_goes_to_the_nearest_gt():
+    anchors = [torch.tensor([[0.0, 0.0, 0.0, 0.0], [8.0, 0.0, 8.0, 0.0]]), torch.zeros(0, 4), torch.zeros(0, 4)]
+    # Both 40 px wide (level 0); point (8, 0) is at 0.1 widths from GT 0's centre, 0.2 from GT 1's.
+    gt = torch.tensor([[-16.0, -20.0, 24.0, 20.0], [-20.0, -20.0, 20.0, 20.0]])
+    matched = CentrePointAssigner([8, 16, 32], pos_num=2)(anchors, gt)
+    assert matched.tolist() == [1, 0]
+    assert (CentrePointAssigner([8, 16, 32])(anchors, torch.zeros(0, 4)) == -1).all()
+
+
+def test_decoding_crosses_to_landmarks_and_boxes_by_hand(repo_root):
+    model = build_model(_cfg(repo_root))
+    # Anchor point (16, 8), stride 8. Landmark vectors in strides: top (0.5, -2), left (-1.5, 0.25),
+    # bottom (0, 3), right (2, 1), centre (0.25, 0.5).
+    offsets = torch.tensor([[[0.5, -2.0], [-1.5, 0.25], [0.0, 3.0], [2.0, 1.0], [0.25, 0.5]]])
+    crosses = offsets_to_crosses(offsets, alpha=0.2)
+    assert crosses[0, 0].tolist() == pytest.approx([2.0, 0.4, 0.1, 0.5])  # [y-, y+, x-, x+]
+    landmarks = model.decode_landmarks(crosses, torch.tensor([[16.0, 8.0]]), torch.tensor([8.0]))
+    expected = [[20.0, -8.0], [4.0, 10.0], [16.0, 32.0], [32.0, 16.0], [18.0, 12.0]]
+    torch.testing.assert_close(landmarks[0], torch.tensor(expected))
+    # Box: x of left, y of top, x of right, y of bottom.
+    assert landmarks_to_boxes(landmarks, "box")[0].tolist() == pytest.approx([4.0, -8.0, 32.0, 32.0])
+    assert torch.allclose(crosses_to_offsets(crosses), offsets)
+
+
+def test_inference_decodes_the_refined_landmarks_of_the_best_point(repo_root):
+    """Head outputs set by hand: one confident location, whose refined crosses decode to a known
+    box; everything else below the threshold."""
+    model = build_model(_cfg(repo_root)).eval()
+    sizes = (16, 8, 4, 2, 1)
+    logits = [torch.full((1, 4, s, s), -10.0) for s in sizes]
+    crosses = [torch.zeros(1, 20, s, s) for s in sizes]
+    logits[1][0, 2, 3, 5] = 3.0  # P4 (stride 16), class 2, point (x, y) = (80, 48)
+    offsets = torch.tensor([[[0.0, -1.0], [-1.5, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]]])  # strides
+    crosses[1][0, :, 3, 5] = offsets_to_crosses(offsets)[0].flatten()
+    images = type("Images", (), {"image_sizes": [(128, 128)]})()
+    features = [torch.zeros(1, 1, s, s) for s in sizes]
+    (result,) = model.forward_inference(images, features, (logits, crosses, crosses))
+    assert len(result) == 1
+    assert result.pred_classes.tolist() == [2]
+    assert result.scores.tolist() == pytest.approx([1 / (1 + math.exp(-3.0))])
+    assert result.pred_boxes.tensor.tolist() == [[80 - 24.0, 48 - 16.0, 80 + 16.0, 48 + 32.0]]
+
+
+def test_training_losses_are_finite_and_reach_every_branch(repo_root):
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root))
+    model.train()
+    with EventStorage():
+        losses = model(_inputs())
+    assert set(losses) == {"loss_cls", "loss_landmarks_init", "loss_landmarks_refine"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    head = model.head
+    for name, param in [
+        ("init_pred", head.init_pred.weight),
+        ("refine", head.refine_branch.predict.weight),
+        ("refine_sampling", head.refine_branch.sample.weight),
+        ("cls", head.cls_branch.predict.weight),
+        ("cls_sampling", head.cls_branch.sample.weight),
+        ("tower", head.landmark_tower[0][0].weight),
+    ]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_images_without_objects_give_finite_losses(repo_root):
+    model = build_model(_cfg(repo_root))
+    model.train()
+    with EventStorage():
+        losses = model(_inputs(with_gt=False))
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_landmarks_init"] == 0 and losses["loss_landmarks_refine"] == 0
+    sum(losses.values()).backward()
+
+
+def test_a_few_steps_on_one_batch_lower_every_loss(repo_root):
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root))
+    model.train()
+    inputs = _inputs(num_images=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    history = []
+    with EventStorage():
+        for _ in range(12):
+            losses = model(inputs)
+            history.append({k: v.item() for k, v in losses.items()})
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+    for key in history[0]:
+        assert all(math.isfinite(h[key]) for h in history), key
+        assert history[-1][key] < history[0][key], (key, history[0][key], history[-1][key])
+
+
+def test_training_without_landmarks_names_the_mapper(repo_root):
+    model = build_model(_cfg(repo_root))
+    model.train()
+    inputs = _inputs()
+    for x in inputs:
+        x["instances"].remove("gt_landmarks")
+    with EventStorage(), pytest.raises(ValueError, match="LandmarkDatasetMapper"):
+        model(inputs)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("MODEL.LSNET.TASK", "polygon", "MODEL.LSNET.TASK"),
+        ("MODEL.LSNET.DEFORM_CONV_IMPL", "cuda", "MODEL.LSNET.DEFORM_CONV_IMPL"),
+        ("MODEL.LSNET.NUM_KERNEL_POINTS", 5, "MODEL.LSNET.NUM_KERNEL_POINTS"),
+        ("MODEL.LSNET.IN_FEATURES", ["p3", "p9"], "MODEL.LSNET.IN_FEATURES"),
+    ],
+)
+def test_bad_config_values_are_named(repo_root, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(_cfg(repo_root, key, value))
+
+
+def _kite_record(width=100, height=80):
+    """An instance whose extreme points are unique vertices: top (40, 10), left (10, 30),
+    bottom (50, 70), right (90, 40)."""
+    polygon = [40.0, 10.0, 10.0, 30.0, 50.0, 70.0, 90.0, 40.0]
+    return {
+        "file_name": "unused.png",
+        "image_id": 0,
+        "height": height,
+        "width": width,
+        "annotations": [
+            {
+                "bbox": [10.0, 10.0, 90.0, 70.0],
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": 1,
+                "segmentation": [polygon],
+                "iscrowd": 0,
+            }
+        ],
+    }
+
+
+def test_mapper_landmarks_are_extreme_points_and_mirror_under_flip(monkeypatch):
+    from detectron2.data import detection_utils
+
+    monkeypatch.setattr(detection_utils, "read_image", lambda *a, **k: np.zeros((80, 100, 3), dtype=np.uint8))
+    plain = LandmarkDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    flipped = LandmarkDatasetMapper(is_train=True, augmentations=[T.HFlipTransform(100)], image_format="BGR")
+    landmarks = plain(_kite_record())["instances"].gt_landmarks
+    expected = [[40, 10], [10, 30], [50, 70], [90, 40], [50, 40]]  # top, left, bottom, right, centre
+    assert landmarks[0].tolist() == expected
+    mirrored = flipped(_kite_record())["instances"]
+    assert mirrored.gt_landmarks[0].tolist() == flip_extreme_points(np.array(expected, np.float32), 100).tolist()
+    assert mirrored.gt_landmarks[0].tolist() == [[60, 10], [10, 40], [50, 70], [90, 30], [50, 40]]
+    assert not mirrored.has("gt_masks")  # polygons are read for the landmarks only
+
+
+def test_mapper_without_polygons_uses_border_midpoints(monkeypatch):
+    from detectron2.data import detection_utils
+
+    monkeypatch.setattr(detection_utils, "read_image", lambda *a, **k: np.zeros((80, 100, 3), dtype=np.uint8))
+    record = _kite_record()
+    del record["annotations"][0]["segmentation"]
+    mapper = LandmarkDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    landmarks = mapper(record)["instances"].gt_landmarks
+    assert landmarks[0].tolist() == [[50, 10], [10, 40], [50, 70], [90, 40], [50, 40]]
+
+
+def test_train_mapper_follows_the_meta_architecture(repo_root):
+    assert isinstance(build_train_mapper(_cfg(repo_root)), LandmarkDatasetMapper)
+    cfg = _cfg(repo_root, "MODEL.META_ARCHITECTURE", "RetinaNet")
+    assert not isinstance(build_train_mapper(cfg), LandmarkDatasetMapper)
