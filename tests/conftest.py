@@ -20,6 +20,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 TINY_DATASETS = {
     "shapes_tiny_train": SyntheticDatasetSpec("shapes", num_images=16, seed=100, height=128, width=128),
     "shapes_tiny_val": SyntheticDatasetSpec("shapes", num_images=8, seed=101, height=128, width=128),
+    "stickmen_tiny_train": SyntheticDatasetSpec("stickmen", num_images=16, seed=103, height=128, width=128),
     "stickmen_tiny_val": SyntheticDatasetSpec("stickmen", num_images=8, seed=102, height=128, width=128),
 }
 for _name, _spec in TINY_DATASETS.items():

@@ -1,5 +1,6 @@
 """COCOEvaluator with AP at single IoU thresholds, on a hand-made dataset with known IoUs."""
 import json
+import math
 
 import pytest
 import torch
@@ -50,3 +51,16 @@ def test_ap_per_iou_threshold_of_a_single_detection_with_iou_075(one_box_dataset
     assert results["AP80"] == pytest.approx(0)
     assert results["AP90"] == pytest.approx(0)
     assert results["AP75"] == pytest.approx(100)  # COCO's own column agrees
+
+
+def test_no_predictions_give_nan_at_every_threshold_not_a_crash(one_box_dataset, tmp_path):
+    evaluator = ThresholdedCOCOEvaluator(
+        one_box_dataset, tasks=("bbox",), distributed=False, output_dir=str(tmp_path),
+        use_fast_impl=detectron2_has_compiled_ops(),
+    )
+    evaluator.reset()
+    empty = Instances((100, 100), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0), pred_classes=torch.zeros(0, dtype=torch.int64))
+    evaluator.process([{"image_id": 1, "height": 100, "width": 100}], [{"instances": empty}])
+    results = evaluator.evaluate()["bbox"]
+    for key in ("AP", "AP50", "AP75", "AP60", "AP90"):
+        assert math.isnan(results[key]), key

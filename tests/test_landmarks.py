@@ -1,13 +1,19 @@
 import numpy as np
 import pytest
+import torch
 
 from iou_aware.data.landmarks import (
+    contour_landmarks,
     extreme_points,
     flip_contour,
     flip_extreme_points,
-    rasterize_polygon,
     sample_contour,
 )
+from iou_aware.modeling.postprocessing import rasterize_polygons
+
+
+def rasterize_polygon(points, height, width):
+    return rasterize_polygons(torch.as_tensor(np.asarray(points, dtype=np.float64))[None], height, width)[0].numpy()
 
 # 40x40 square with corners (10, 10) and (50, 50), listed clockwise on screen (y down).
 SQUARE = [10, 10, 50, 10, 50, 50, 10, 50]
@@ -138,3 +144,19 @@ def test_bad_input():
         sample_contour([[1, 2, 3, 4]])
     with pytest.raises(ValueError):
         extreme_points()
+
+
+def test_contour_landmarks_end_with_the_centre_of_the_largest_polygon():
+    small = [0.0, 0.0, 4.0, 0.0, 4.0, 4.0, 0.0, 4.0]
+    landmarks = contour_landmarks([small, SQUARE])
+    assert landmarks.shape == (37, 2) and landmarks.dtype == np.float32
+    np.testing.assert_allclose(landmarks[:36], sample_contour([SQUARE]))
+    np.testing.assert_allclose(landmarks[36], [30, 30])  # centre of the 40x40 square's extent
+
+
+def test_rasterize_polygons_handles_several_and_none():
+    squares = torch.tensor([[[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]], [[2.0, 2.0], [8.0, 2.0], [8.0, 8.0], [2.0, 8.0]]])
+    masks = rasterize_polygons(squares, 10, 12)
+    assert masks.shape == (2, 10, 12) and masks.dtype == torch.bool
+    assert masks.sum(dim=(1, 2)).tolist() == [16, 36]
+    assert rasterize_polygons(torch.zeros(0, 36, 2), 10, 12).shape == (0, 10, 12)

@@ -41,7 +41,7 @@ def _inputs(with_gt=True, size=128, num_images=2, seed=0):
         boxes = [[10.0, 12.0, 50.0, 60.0], [60.0, 64.0, 120.0, 110.0], [70.0, 8.0, 84.0, 20.0]] if with_gt else []
         instances.gt_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
         instances.gt_classes = torch.tensor([0, 3, 1] if with_gt else [], dtype=torch.int64)
-        instances.gt_landmarks = _landmarks_of_boxes(instances.gt_boxes.tensor)
+        instances.gt_box_landmarks = _landmarks_of_boxes(instances.gt_boxes.tensor)
         image = torch.randint(0, 256, (3, size, size), generator=generator).float()
         inputs.append({"image": image, "instances": instances, "height": size, "width": size})
     return inputs
@@ -51,7 +51,7 @@ def test_head_outputs_per_level(repo_root):
     model = build_model(_cfg(repo_root))
     assert type(model) is LSNet
     features = [torch.randn(2, 64, s, s) for s in (16, 8, 4, 2, 1)]
-    logits, init, refine = model.head(features)
+    logits, init, refine = model.head(features)  # one landmark set: box
     for level, feature in enumerate(features):
         size = feature.shape[-1]
         assert logits[level].shape == (2, 4, size, size)  # 4 shape classes
@@ -68,7 +68,7 @@ def test_refined_crosses_are_softplus_of_raw_plus_detached_initial(repo_root):
         model = build_model(_cfg(repo_root, "MODEL.LSNET.GRADIENT_MUL", gradient_mul))
         _, _, refine = model.head(features)
         sum(r.sum() for r in refine).backward()
-        grad = model.head.init_pred.weight.grad
+        grad = model.head.branches["box"].init_pred.weight.grad
         assert (grad is not None and grad.abs().sum() > 0) == reaches
 
 
@@ -147,17 +147,17 @@ def test_training_losses_are_finite_and_reach_every_branch(repo_root):
     model.train()
     with EventStorage():
         losses = model(_inputs())
-    assert set(losses) == {"loss_cls", "loss_landmarks_init", "loss_landmarks_refine"}
+    assert set(losses) == {"loss_cls", "loss_box_init", "loss_box_refine"}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     sum(losses.values()).backward()
-    head = model.head
+    head, box = model.head, model.head.branches["box"]
     for name, param in [
-        ("init_pred", head.init_pred.weight),
-        ("refine", head.refine_branch.predict.weight),
-        ("refine_sampling", head.refine_branch.sample.weight),
+        ("init_pred", box.init_pred.weight),
+        ("refine", box.refine.predict.weight),
+        ("refine_sampling", box.refine.sample.weight),
         ("cls", head.cls_branch.predict.weight),
         ("cls_sampling", head.cls_branch.sample.weight),
-        ("tower", head.landmark_tower[0][0].weight),
+        ("tower", box.tower[0][0].weight),
     ]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
@@ -168,11 +168,11 @@ def test_images_without_objects_give_finite_losses(repo_root):
     with EventStorage():
         losses = model(_inputs(with_gt=False))
     assert all(torch.isfinite(v) for v in losses.values())
-    assert losses["loss_landmarks_init"] == 0 and losses["loss_landmarks_refine"] == 0
+    assert losses["loss_box_init"] == 0 and losses["loss_box_refine"] == 0
     sum(losses.values()).backward()
 
 
-def test_a_few_steps_on_one_batch_lower_every_loss(repo_root):
+def test_steps_on_one_batch_lower_every_loss(repo_root):
     torch.manual_seed(0)
     model = build_model(_cfg(repo_root))
     model.train()
@@ -180,7 +180,7 @@ def test_a_few_steps_on_one_batch_lower_every_loss(repo_root):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     history = []
     with EventStorage():
-        for _ in range(12):
+        for _ in range(20):
             losses = model(inputs)
             history.append({k: v.item() for k, v in losses.items()})
             optimizer.zero_grad()
@@ -188,7 +188,10 @@ def test_a_few_steps_on_one_batch_lower_every_loss(repo_root):
             optimizer.step()
     for key in history[0]:
         assert all(math.isfinite(h[key]) for h in history), key
-        assert history[-1][key] < history[0][key], (key, history[0][key], history[-1][key])
+        # Averages of 3 steps: the refinement stage's assignment moves with the initial boxes,
+        # so a single step's loss can jump.
+        first, last = (sum(h[key] for h in part) / 3 for part in (history[:3], history[-3:]))
+        assert last < 0.9 * first, (key, first, last)
 
 
 def test_training_without_landmarks_names_the_mapper(repo_root):
@@ -196,7 +199,7 @@ def test_training_without_landmarks_names_the_mapper(repo_root):
     model.train()
     inputs = _inputs()
     for x in inputs:
-        x["instances"].remove("gt_landmarks")
+        x["instances"].remove("gt_box_landmarks")
     with EventStorage(), pytest.raises(ValueError, match="LandmarkDatasetMapper"):
         model(inputs)
 
@@ -242,12 +245,12 @@ def test_mapper_landmarks_are_extreme_points_and_mirror_under_flip(monkeypatch):
     monkeypatch.setattr(detection_utils, "read_image", lambda *a, **k: np.zeros((80, 100, 3), dtype=np.uint8))
     plain = LandmarkDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
     flipped = LandmarkDatasetMapper(is_train=True, augmentations=[T.HFlipTransform(100)], image_format="BGR")
-    landmarks = plain(_kite_record())["instances"].gt_landmarks
+    landmarks = plain(_kite_record())["instances"].gt_box_landmarks
     expected = [[40, 10], [10, 30], [50, 70], [90, 40], [50, 40]]  # top, left, bottom, right, centre
     assert landmarks[0].tolist() == expected
     mirrored = flipped(_kite_record())["instances"]
-    assert mirrored.gt_landmarks[0].tolist() == flip_extreme_points(np.array(expected, np.float32), 100).tolist()
-    assert mirrored.gt_landmarks[0].tolist() == [[60, 10], [10, 40], [50, 70], [90, 30], [50, 40]]
+    assert mirrored.gt_box_landmarks[0].tolist() == flip_extreme_points(np.array(expected, np.float32), 100).tolist()
+    assert mirrored.gt_box_landmarks[0].tolist() == [[60, 10], [10, 40], [50, 70], [90, 30], [50, 40]]
     assert not mirrored.has("gt_masks")  # polygons are read for the landmarks only
 
 
@@ -258,7 +261,7 @@ def test_mapper_without_polygons_uses_border_midpoints(monkeypatch):
     record = _kite_record()
     del record["annotations"][0]["segmentation"]
     mapper = LandmarkDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
-    landmarks = mapper(record)["instances"].gt_landmarks
+    landmarks = mapper(record)["instances"].gt_box_landmarks
     assert landmarks[0].tolist() == [[50, 10], [10, 40], [50, 70], [90, 40], [50, 40]]
 
 

@@ -2,6 +2,8 @@
 import math
 import sys
 
+import numpy as np
+
 import pytest
 from detectron2.engine import default_argument_parser
 
@@ -15,19 +17,28 @@ SHAPES_CONFIGS = [
     "gfl_slim_R_FPN.yaml",
     "gflv2_slim_R_FPN.yaml",
     "lsnet_slim_R_FPN.yaml",
+    "lsnet_contour_slim_R_FPN.yaml",
 ]
+# Configs under configs/Stickmen/ (trained on the tiny stickmen datasets).
+STICKMEN_CONFIGS = ["lsnet_keypoint_slim_R_FPN.yaml"]
+
+
+def _config_path(repo_root, config):
+    family = "Stickmen" if config in STICKMEN_CONFIGS else "Shapes"
+    return f"{repo_root}/configs/{family}/{config}"
 
 
 def _args(repo_root, config, output_dir, *extra):
+    data = "stickmen" if config in STICKMEN_CONFIGS else "shapes"
     return default_argument_parser().parse_args(
         [
             "--config-file",
-            f"{repo_root}/configs/Shapes/{config}",
+            _config_path(repo_root, config),
             *extra,
             "DATASETS.TRAIN",
-            "('shapes_tiny_train',)",
+            f"('{data}_tiny_train',)",
             "DATASETS.TEST",
-            "('shapes_tiny_val',)",
+            f"('{data}_tiny_val',)",
             "INPUT.MIN_SIZE_TRAIN",
             "(128,)",
             "INPUT.MAX_SIZE_TRAIN",
@@ -61,20 +72,30 @@ def _args(repo_root, config, output_dir, *extra):
     )
 
 
-@pytest.fixture(scope="module", params=SHAPES_CONFIGS)
+@pytest.fixture(scope="module", params=SHAPES_CONFIGS + STICKMEN_CONFIGS)
 def trained(request, repo_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train")
     results = train_net.main(_args(repo_root, request.param, output_dir))
     return request.param, output_dir, results
 
 
-def test_training_then_evaluation_reports_coco_box_ap(trained):
-    _, output_dir, results = trained
+def test_training_then_evaluation_reports_coco_ap(trained):
+    config, output_dir, results = trained
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "AP90"}
     for key in ("AP", "AP50", "AP75"):  # the tiny val set may hold no object of some size range
         assert math.isfinite(results["bbox"][key]), key
+    # Masks and keypoints are evaluated by COCOEvaluator's segm and keypoints tasks.
+    expected_tasks = {"bbox"}
+    if config == "lsnet_contour_slim_R_FPN.yaml":
+        expected_tasks.add("segm")
+    if config in STICKMEN_CONFIGS:
+        expected_tasks.add("keypoints")
+    assert set(results) == expected_tasks
+    for task in expected_tasks:
+        assert math.isfinite(results[task]["AP"]), task
     assert (output_dir / "model_final.pth").is_file()
-    assert (output_dir / "inference" / "shapes_tiny_val" / "coco_instances_results.json").is_file()
+    data = "stickmen" if config in STICKMEN_CONFIGS else "shapes"
+    assert (output_dir / "inference" / f"{data}_tiny_val" / "coco_instances_results.json").is_file()
 
 
 def test_eval_only_with_the_checkpoint_reproduces_the_final_evaluation(trained, repo_root, tmp_path):
@@ -82,7 +103,8 @@ def test_eval_only_with_the_checkpoint_reproduces_the_final_evaluation(trained, 
     args = _args(repo_root, config, tmp_path, "--eval-only")
     args.opts += ["MODEL.WEIGHTS", str(output_dir / "model_final.pth")]
     eval_results = train_net.main(args)
-    assert eval_results["bbox"] == pytest.approx(results["bbox"], abs=1e-9, nan_ok=True)
+    for task in results:
+        assert eval_results[task] == pytest.approx(results[task], abs=1e-9, nan_ok=True)
 
 
 def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_path):
@@ -128,6 +150,25 @@ def test_benchmark_tool_compares_two_configs(repo_root, tmp_path):
     assert "ratio (compare / baseline)" in (tmp_path / "bench.md").read_text()
 
 
+def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
+    """LSNet against RetinaNet with the deformable convs' share of LSNet's inference time."""
+    import benchmark
+
+    stats = benchmark.main(
+        [
+            "--config-file", f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml",
+            "--compare", f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml",
+            "--image-size", "128", "--batch-size", "2", "--warmup", "1", "--repeats", "2",
+            "--tasks", "inference,train", "--module-share", "PyramidDeformConv",
+            "--output", str(tmp_path / "bench.md"),
+        ]
+    )  # fmt: skip
+    assert "module_share" not in stats[0]  # RetinaNet has no such module
+    share = stats[1]["module_share"]["PyramidDeformConv"]
+    assert 0 < share < 1
+    assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in (tmp_path / "bench.md").read_text()
+
+
 def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, repo_root, tmp_path):
     config, output_dir, _ = trained
     if config != "iou_aware_retinanet_slim_R_FPN.yaml":
@@ -147,7 +188,7 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
     (inputs / "corrupt.png").write_bytes(b"this is not a png")
     out = tmp_path / "out"
     args = [
-        "--config-file", f"{repo_root}/configs/Shapes/{config}",
+        "--config-file", _config_path(repo_root, config),
         "--input", str(inputs), "--output", str(out), "--confidence-threshold", "0.0",
         "--opts", "MODEL.WEIGHTS", str(output_dir / "model_final.pth"),
         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
@@ -163,3 +204,32 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
     missing = args[:-6] + ["MODEL.WEIGHTS", str(tmp_path / "nope.pth")]
     with pytest.raises(SystemExit, match="MODEL.WEIGHTS file not found: .*nope.pth"):
         demo.main(missing)
+
+
+@pytest.mark.parametrize("config", ["lsnet_contour_slim_R_FPN.yaml", "lsnet_keypoint_slim_R_FPN.yaml"])
+def test_visualizer_draws_lsnet_masks_and_keypoints(trained, config, repo_root, tmp_path):
+    """Detectron2's Visualizer draws the masks (contour task) and keypoints (pose) of a just-trained
+    tiny LSNet to PNG files that differ from the inputs."""
+    trained_config, output_dir, _ = trained
+    if trained_config != config:
+        pytest.skip("drawn for the trained model of this config")
+    import cv2
+    from detectron2.data import MetadataCatalog
+    from detectron2.engine import DefaultPredictor
+    from detectron2.utils.visualizer import Visualizer
+
+    cfg = train_net.setup(_args(repo_root, config, tmp_path, "--eval-only"))
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(output_dir / "model_final.pth")
+    cfg.freeze()
+    predictor = DefaultPredictor(cfg)
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    field = "pred_masks" if "contour" in config else "pred_keypoints"
+    for name in ("000000.png", "000001.png"):
+        image = cv2.imread(f"{metadata.image_root}/{name}")
+        instances = predictor(image)["instances"].to("cpu")
+        assert len(instances) > 0 and instances.has(field)
+        drawn = Visualizer(image[:, :, ::-1], metadata).draw_instance_predictions(instances[:5]).get_image()
+        path = tmp_path / name
+        cv2.imwrite(str(path), drawn[:, :, ::-1])
+        assert path.is_file() and not np.array_equal(cv2.imread(str(path)), image)

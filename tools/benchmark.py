@@ -27,14 +27,14 @@ from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, Keypoints, PolygonMasks
 from detectron2.utils.events import EventStorage
 from detectron2.utils.analysis import FlopCountAnalysis
 from fvcore.nn import parameter_count
 
 import iou_aware  # noqa: F401  (registers the package's models)
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import extreme_points
+from iou_aware.data import contour_landmarks, extreme_points
 
 
 def load_config(path: str, opts: List[str], device: str):
@@ -59,13 +59,25 @@ def make_inputs(batch_size: int, size: int, num_boxes: int, seed: int = 0) -> Li
         instances = Instances((size, size))
         instances.gt_boxes = Boxes(torch.cat([xy, (xy + wh).clamp(max=size)], dim=1))
         instances.gt_classes = torch.randint(0, 1, (num_boxes,))
-        # LSNet's landmarks (box task): border midpoints and centre of each box.
-        instances.gt_landmarks = torch.as_tensor(
-            np.stack([extreme_points(box=b) for b in instances.gt_boxes.tensor.numpy()])
-        )
+        add_box_shaped_targets(instances, generator)
         image = torch.randint(0, 256, (3, size, size), generator=generator, dtype=torch.uint8)
         inputs.append({"image": image, "instances": instances, "height": size, "width": size})
     return inputs
+
+
+def add_box_shaped_targets(instances: Instances, generator: torch.Generator) -> None:
+    """Mask, keypoint and LSNet landmark targets derived from each GT box, so that every model
+    (Mask R-CNN, Keypoint R-CNN, LSNet for any task) can take a training step: the box as polygon
+    mask, 17 visible keypoints at random inside it, and the landmarks of those."""
+    boxes = instances.gt_boxes.tensor
+    polygons = [[np.array([x0, y0, x1, y0, x1, y1, x0, y1], dtype=np.float64)] for x0, y0, x1, y1 in boxes.tolist()]
+    instances.gt_masks = PolygonMasks(polygons)
+    xy = boxes[:, None, :2] + torch.rand(len(boxes), 17, 2, generator=generator) * (boxes[:, None, 2:] - boxes[:, None, :2])
+    instances.gt_keypoints = Keypoints(torch.cat([xy, torch.full((len(boxes), 17, 1), 2.0)], dim=2))
+    instances.gt_box_landmarks = torch.as_tensor(np.stack([extreme_points(box=b) for b in boxes.numpy()]))
+    instances.gt_contour_landmarks = torch.as_tensor(np.stack([contour_landmarks(p) for p in polygons]))
+    instances.gt_keypoint_landmarks = torch.cat([xy, instances.gt_boxes.get_centers()[:, None]], dim=1)
+    instances.gt_keypoint_visible = torch.ones(len(boxes), 18, dtype=torch.bool)
 
 
 class Runner:
@@ -80,6 +92,32 @@ class Runner:
         self.device = device
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
         self.times = {"inference": [], "train": []}
+        self.module_time = {}  # class name -> seconds spent inside such modules in timed inference
+        self._recording = False
+
+    def time_modules(self, class_names: List[str]):
+        """Accumulate the time spent inside modules of these classes during timed inference
+        (outermost calls only, so nested matches are not counted twice)."""
+        depth = {"n": 0}
+
+        def pre_hook(module, inputs):
+            if depth["n"] == 0:
+                self._sync()
+                module._benchmark_start = time.perf_counter()
+            depth["n"] += 1
+
+        def post_hook(module, inputs, outputs):
+            depth["n"] -= 1
+            if depth["n"] == 0 and self._recording:
+                self._sync()
+                name = type(module).__name__
+                self.module_time[name] = self.module_time.get(name, 0.0) + time.perf_counter() - module._benchmark_start
+
+        for module in self.model.modules():
+            if type(module).__name__ in class_names:
+                self.module_time.setdefault(type(module).__name__, 0.0)
+                module.register_forward_pre_hook(pre_hook)
+                module.register_forward_hook(post_hook)
 
     def _sync(self):
         if self.device.startswith("cuda"):
@@ -87,11 +125,13 @@ class Runner:
 
     def inference(self, record: bool):
         self.model.eval()
+        self._recording = record
         with torch.no_grad():
             self._sync()
             start = time.perf_counter()
             self.model(self.inputs[:1])
             self._sync()
+        self._recording = False
         if record:
             self.times["inference"].append(time.perf_counter() - start)
 
@@ -140,6 +180,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--tasks", default="inference,train,flops")
     parser.add_argument("--output", default="", help="write the markdown table here too")
+    parser.add_argument(
+        "--module-share",
+        default="",
+        help="comma-separated module class names (e.g. PyramidDeformConv): report the share of inference time spent in them",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -152,6 +197,8 @@ def main(argv=None):
     for path, w in zip(paths, weights):
         torch.manual_seed(0)
         runners.append(Runner(os.path.basename(path), load_config(path, args.opts, args.device), w, inputs, args.device))
+        if args.module_share:
+            runners[-1].time_modules(args.module_share.split(","))
 
     for task, method in (("inference", "inference"), ("train", "train_step")):
         if task not in tasks:
@@ -180,6 +227,9 @@ def main(argv=None):
         if "train" in tasks:
             s["train"], iqr = summarize(runner.times["train"])
             row += [f"{1000 * s['train']:.1f}", f"{1000 * iqr:.1f}"]
+        if runner.module_time and runner.times["inference"]:
+            total = sum(runner.times["inference"])
+            s["module_share"] = {name: seconds / total for name, seconds in runner.module_time.items()}
         if "flops" in tasks:
             s["flops"], s["params"] = runner.flops_and_params()
             row += [f"{s['flops'] / 1e9:.3f}", f"{s['params'] / 1e6:.3f}"]
@@ -196,6 +246,11 @@ def main(argv=None):
 
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(row) + " |" for row in rows]
+    if args.module_share and "inference" in tasks:
+        table.append("")
+        for runner, s in zip(runners, stats):
+            for name, share in s.get("module_share", {}).items():
+                table.append(f"Share of {runner.name}'s inference time in {name}: {100 * share:.1f}%")
     command = "python tools/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     text = (

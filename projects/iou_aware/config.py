@@ -80,8 +80,9 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET = CN()
     cfg.MODEL.LSNET.NUM_CLASSES = 80
     cfg.MODEL.LSNET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
-    # What the landmarks describe: "box" (4 extreme points + centre). The landmark count and the
-    # cross-IoU mode follow from it.
+    # What the landmarks describe: "box" (4 extreme points + centre: detection), "contour" (36
+    # contour points + centre: instance segmentation, needs MODEL.MASK_ON) or "keypoint" (17 COCO
+    # keypoints + centre, beside a "box" set: pose, needs MODEL.KEYPOINT_ON).
     cfg.MODEL.LSNET.TASK = "box"
     # Convs per tower (conv3x3 + GN + ReLU); DEFORMABLE_TOWERS makes them modulated deformable
     # convs (DCNv2, offsets predicted from the input) as in the reference's "dcn" setting.
@@ -106,6 +107,11 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.CROSS_IOU_ALPHA = 0.2
     cfg.MODEL.LSNET.INIT_LOSS_WEIGHT = 1.0
     cfg.MODEL.LSNET.REFINE_LOSS_WEIGHT = 2.0
+    # Stage weights of the box set that pose ("keypoint") predicts beside the keypoints.
+    cfg.MODEL.LSNET.BOX_BRANCH_INIT_LOSS_WEIGHT = 0.1
+    cfg.MODEL.LSNET.BOX_BRANCH_REFINE_LOSS_WEIGHT = 0.2
+    # Contours: interleaved groups of the grouped cross-IoU (must divide 36).
+    cfg.MODEL.LSNET.CONTOUR_GROUPS = 9
     # Focal loss of the classes.
     cfg.MODEL.LSNET.PRIOR_PROB = 0.01
     cfg.MODEL.LSNET.FOCAL_LOSS_ALPHA = 0.25
@@ -114,4 +120,6 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.LSNET.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.LSNET.NMS_THRESH_TEST = 0.6
+    # Drop detections whose box is smaller than this many px^2 (network input); pose on COCO: 1024.
+    cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
     return cfg

@@ -1,6 +1,6 @@
 """Datasets: the synthetic ``shapes`` and ``stickmen`` generators and their registration, mappers,
 annotation checks and landmark targets."""
-from .landmarks import extreme_points, flip_contour, flip_extreme_points, rasterize_polygon, sample_contour
+from .landmarks import contour_landmarks, extreme_points, flip_contour, flip_extreme_points, sample_contour
 from .mappers import LandmarkDatasetMapper, build_annotated_test_mapper, build_train_mapper
 from .validation import InvalidAnnotationError, ValidatingMapper, check_box_annotations
 from .shapes import SHAPE_CLASSES, render_shapes_image

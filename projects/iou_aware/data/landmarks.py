@@ -8,17 +8,16 @@ Because y points down, such a polygon has a NEGATIVE signed shoelace area
 ``0.5 * sum(x_i * y_{i+1} - x_{i+1} * y_i)``. For example the screen-CCW square
 (10, 10) -> (10, 50) -> (50, 50) -> (50, 10) gives 0.5 * (400 - 2000 - 2000 + 400) = -1600.
 """
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_util
 
 __all__ = [
     "sample_contour",
+    "contour_landmarks",
     "flip_contour",
     "extreme_points",
     "flip_extreme_points",
-    "rasterize_polygon",
 ]
 
 
@@ -92,6 +91,18 @@ def sample_contour(
     return dense[:: num_dense // num_points][:num_points].astype(np.float32)
 
 
+def contour_landmarks(polygons: Sequence[Sequence[float]], num_points: int = 36) -> np.ndarray:
+    """LSNet's contour landmarks: :func:`sample_contour` and, last, the centre of the extent of the
+    instance's largest polygon.
+
+    Returns:
+        (num_points + 1, 2) float32 absolute (x, y) pixel coordinates.
+    """
+    vertices = _largest_polygon(polygons)
+    centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    return np.concatenate([sample_contour(polygons, num_points), centre[None].astype(np.float32)])
+
+
 def flip_contour(points: np.ndarray, image_width: float) -> np.ndarray:
     """Mirror contour landmarks horizontally, keeping the start point and the orientation.
 
@@ -155,17 +166,3 @@ def flip_extreme_points(points: np.ndarray, image_width: float) -> np.ndarray:
     flipped = points.copy()
     flipped[:, 0] = image_width - points[:, 0]
     return flipped[[0, 3, 2, 1, 4]]
-
-
-def rasterize_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Fill a polygon with COCO's rasterization, so a polygon equal to the GT gives the GT mask.
-
-    Args:
-        points: (N, 2) absolute (x, y) vertices, N >= 3.
-        height, width: mask size in pixels.
-    Returns:
-        (H, W) bool mask.
-    """
-    flat: List[float] = np.asarray(points, dtype=np.float64).reshape(-1).tolist()
-    rles = mask_util.frPyObjects([flat], height, width)
-    return mask_util.decode(mask_util.merge(rles)).astype(bool)

@@ -5,7 +5,8 @@ from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 
-from .landmarks import extreme_points
+from ..modeling.landmark_head import TASK_LANDMARK_SETS
+from .landmarks import contour_landmarks, extreme_points
 
 __all__ = ["build_annotated_test_mapper", "LandmarkDatasetMapper", "build_train_mapper"]
 
@@ -18,53 +19,77 @@ def build_annotated_test_mapper(cfg) -> DatasetMapper:
 
 class LandmarkDatasetMapper(DatasetMapper):
     """
-    Detectron2's DatasetMapper that also gives LSNet's landmark targets: ``instances.gt_landmarks``,
-    a float32 tensor (G, L, 2) of absolute (x, y) pixels in the transformed image.
+    Detectron2's DatasetMapper that also gives LSNet's landmark targets, in absolute (x, y) pixels of
+    the transformed image, for each landmark set of the task (MODEL.LSNET.TASK):
 
-    Landmarks are computed from the transformed annotations, so they follow every augmentation
-    (a horizontal flip swaps the leftmost and rightmost points because they are recomputed).
-    Task "box": [top, left, bottom, right, centre] extreme points of the instance's polygons,
-    or the border midpoints and centre of its box when it has no polygons.
+    * ``gt_box_landmarks`` (G, 5, 2): [top, left, bottom, right, centre]. Task "box": the extreme
+      points of the instance's polygons, or the box's border midpoints and centre when it has no
+      polygons; task "keypoint" (the box set beside the keypoints, as the reference): the border
+      midpoints and centre of the box.
+    * ``gt_contour_landmarks`` (G, 37, 2): 36 contour points (:func:`contour_landmarks`) + centre.
+    * ``gt_keypoint_landmarks`` (G, 18, 2): the 17 keypoints + the box centre, and
+      ``gt_keypoint_visible`` (G, 18) bool (COCO visibility > 0; the centre always visible).
+
+    Landmarks are computed from the transformed annotations, so they follow every augmentation:
+    a horizontal flip gives mirrored extreme points and contours that keep their orientation and
+    start point; keypoints are swapped by the dataset's flip map (Detectron2's
+    ``keypoint_hflip_indices``). Polygons are read for the landmarks only: ``gt_masks`` is dropped.
     """
 
     @configurable
-    def __init__(self, is_train: bool = True, *, landmark_task: str = "box", keep_masks: bool = False, **kwargs):
+    def __init__(self, is_train: bool = True, *, landmark_task: str = "box", **kwargs):
         """
         Args:
-            landmark_task: a key of iou_aware.modeling.LANDMARK_TASKS.
-            keep_masks: also return ``gt_masks`` (polygons are always read, for the landmarks).
-            kwargs: DatasetMapper's arguments.
+            landmark_task: a key of iou_aware.modeling.TASK_LANDMARK_SETS.
+            kwargs: DatasetMapper's arguments; "keypoint" needs ``use_keypoint=True``.
         """
-        if landmark_task != "box":
-            raise ValueError(f"LandmarkDatasetMapper: unknown landmark task {landmark_task!r}; use 'box'.")
-        kwargs["use_instance_mask"] = True
+        if landmark_task not in TASK_LANDMARK_SETS:
+            raise ValueError(
+                f"LandmarkDatasetMapper: unknown landmark task {landmark_task!r}; use one of {sorted(TASK_LANDMARK_SETS)}."
+            )
+        if landmark_task == "keypoint" and not kwargs.get("use_keypoint"):
+            raise ValueError("LandmarkDatasetMapper: task 'keypoint' needs keypoints (MODEL.KEYPOINT_ON True).")
+        kwargs["use_instance_mask"] = landmark_task != "keypoint"
         kwargs["instance_mask_format"] = "polygon"
         super().__init__(is_train, **kwargs)
-        self.landmark_task = landmark_task
-        self.keep_masks = keep_masks
+        self.landmark_sets = TASK_LANDMARK_SETS[landmark_task]
+        self.box_from_polygons = landmark_task == "box"
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
         ret["landmark_task"] = cfg.MODEL.LSNET.TASK
-        ret["keep_masks"] = cfg.MODEL.MASK_ON
         return ret
 
     def __call__(self, dataset_dict):
+        image_name = dataset_dict.get("file_name", dataset_dict.get("image_id"))
         dataset_dict = super().__call__(dataset_dict)
         instances = dataset_dict.get("instances")
         if instances is None:
             return dataset_dict
         boxes = instances.gt_boxes.tensor.numpy()
+        polygons = instances.gt_masks.polygons if instances.has("gt_masks") else [None] * len(instances)
         if instances.has("gt_masks"):
-            polygons = instances.gt_masks.polygons
-            if not self.keep_masks:
-                instances.remove("gt_masks")
-        else:
-            polygons = [None] * len(instances)
-        landmarks = [extreme_points(p, box) for p, box in zip(polygons, boxes)]
-        instances.gt_landmarks = torch.as_tensor(np.asarray(landmarks, dtype=np.float32).reshape(-1, 5, 2))
+            instances.remove("gt_masks")
+        if "box" in self.landmark_sets:
+            box_polygons = polygons if self.box_from_polygons else [None] * len(instances)
+            landmarks = [extreme_points(p, box) for p, box in zip(box_polygons, boxes)]
+            instances.gt_box_landmarks = _as_landmarks(landmarks, 5)
+        if "contour" in self.landmark_sets:
+            if len(instances) and polygons[0] is None:
+                raise ValueError(f"LSNet's contour task needs polygon annotations; image {image_name} has none.")
+            instances.gt_contour_landmarks = _as_landmarks([contour_landmarks(p) for p in polygons], 37)
+        if "keypoint" in self.landmark_sets:
+            keypoints = instances.gt_keypoints.tensor  # (G, 17, 3)
+            centres = instances.gt_boxes.get_centers()[:, None, :]
+            instances.gt_keypoint_landmarks = torch.cat([keypoints[..., :2], centres], dim=1)
+            always = torch.ones(len(instances), 1, dtype=torch.bool)
+            instances.gt_keypoint_visible = torch.cat([keypoints[..., 2] > 0, always], dim=1)
         return dataset_dict
+
+
+def _as_landmarks(landmarks, num_landmarks: int) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(landmarks, dtype=np.float32).reshape(-1, num_landmarks, 2))
 
 
 def build_train_mapper(cfg) -> DatasetMapper:

@@ -26,7 +26,11 @@ class ThresholdedCOCOEvaluator(COCOEvaluator):
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
-        if coco_eval is None or not results:
+        if coco_eval is None:
+            # No predictions (Detectron2 logs "No predictions from the model!"): every AP is NaN.
+            results.update({f"AP{int(round(t * 100))}": float("nan") for t in AP_IOU_THRESHOLDS})
+            return results
+        if not results:
             return results
         precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
         thresholds = np.asarray(coco_eval.params.iouThrs)

@@ -2,19 +2,22 @@
 LSNet's landmark head (Duan et al., https://arxiv.org/abs/2104.04899): one module for every
 landmark task, switched by configuration.
 
-Every location (anchor point) of every level predicts L landmark vectors as crosses
-[y-, y+, x-, x+] (non-negative, in units of the level's stride), twice:
+Every location (anchor point) of every level predicts each of its landmark sets as L vectors in the
+form of crosses [y-, y+, x-, x+] (non-negative, in units of the level's stride), twice:
 
-* initial crosses, from plain convs on the box tower;
+* initial crosses, from plain convs on the set's tower;
 * refined crosses, ``softplus(raw + initial.detach())``, where ``raw`` is predicted from features
   sampled by a pyramid deformable conv at 9 points taken from the initial landmarks (some of the
   landmarks plus free points), on the level and its two neighbours.
 
-Class logits are predicted from the class tower sampled at the same 9 points.
+Class logits are predicted from the class tower sampled at the points of the task's main set.
+A task is one or more landmark sets (:data:`TASK_LANDMARK_SETS`): "box" (extreme points),
+"contour" (instance masks) and "keypoint" (pose, with a box set beside the keypoints, as in the
+reference code).
 """
-from dataclasses import dataclass
 import math
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,29 +28,40 @@ from torch import Tensor, nn
 from ..layers import crosses_to_offsets
 from .deformable import DEFORM_CONV_IMPLS, ModulatedDeformConv, PyramidDeformConv, location_grid
 
-__all__ = ["LandmarkTask", "LANDMARK_TASKS", "LandmarkHead"]
+__all__ = ["LandmarkSet", "LANDMARK_SETS", "TASK_LANDMARK_SETS", "LandmarkBranch", "LandmarkHead"]
 
 
 @dataclass(frozen=True)
-class LandmarkTask:
-    """What a landmark head predicts.
+class LandmarkSet:
+    """One kind of landmarks a branch predicts.
 
     Attributes:
+        name: key in :data:`LANDMARK_SETS`; also names the branch, its losses and its targets
+            (``gt_<name>_landmarks``).
         num_landmarks: L, the centre (always last) included.
         cross_iou_mode: mode of :func:`iou_aware.layers.cross_iou_loss`.
         kernel_landmarks: the landmarks among the deformable conv's sampling points; the other
             points of the kernel are free points predicted beside the initial crosses.
     """
 
+    name: str
     num_landmarks: int
     cross_iou_mode: str
     kernel_landmarks: Tuple[int, ...]
 
 
-LANDMARK_TASKS = {
+LANDMARK_SETS = {
     # [top, left, bottom, right, centre]: all five, plus 4 free points.
-    "box": LandmarkTask(5, "box", (0, 1, 2, 3, 4)),
+    "box": LandmarkSet("box", 5, "box", (0, 1, 2, 3, 4)),
+    # 36 contour points + centre: every 5th contour point (8) and the centre.
+    "contour": LandmarkSet("contour", 37, "contour", (0, 5, 10, 15, 20, 25, 30, 35, 36)),
+    # 17 COCO keypoints + centre: the odd keypoints (8: right eye, right ear, right shoulder, ...)
+    # and the centre.
+    "keypoint": LandmarkSet("keypoint", 18, "keypoint", (1, 3, 5, 7, 9, 11, 13, 15, 17)),
 }
+
+# MODEL.LSNET.TASK -> its landmark sets; the last one guides the class branch.
+TASK_LANDMARK_SETS = {"box": ("box",), "contour": ("contour",), "keypoint": ("box", "keypoint")}
 
 
 def _conv_block(in_channels: int, out_channels: int, deformable: bool, impl: str) -> nn.Sequential:
@@ -60,6 +74,10 @@ def _conv_block(in_channels: int, out_channels: int, deformable: bool, impl: str
         nn.init.normal_(conv.weight, std=0.01)
         nn.init.zeros_(conv.bias)
     return nn.Sequential(conv, nn.GroupNorm(min(32, out_channels), out_channels), nn.ReLU(inplace=True))
+
+
+def _tower(channels: int, num_convs: int, deformable: bool, impl: str) -> nn.Sequential:
+    return nn.Sequential(*[_conv_block(channels, channels, deformable, impl) for _ in range(num_convs)])
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, std: float = 0.01, bias: float = 0.0) -> nn.Conv2d:
@@ -86,6 +104,56 @@ class _LandmarkGuidedBranch(nn.Module):
         return self.predict(F.relu(self.norm(sampled + self.local(towers[level]))))
 
 
+class LandmarkBranch(nn.Module):
+    """One landmark set: tower -> initial crosses (+ free sampling points) -> refined crosses."""
+
+    def __init__(
+        self,
+        landmark_set: LandmarkSet,
+        channels: int,
+        num_convs: int,
+        deformable_towers: bool,
+        deform_conv_impl: str,
+        num_kernel_points: int,
+        gradient_mul: float,
+    ):
+        super().__init__()
+        self.landmark_set = landmark_set
+        self.gradient_mul = gradient_mul
+        self.num_free_points = num_kernel_points - len(landmark_set.kernel_landmarks)
+        num_landmarks = landmark_set.num_landmarks
+        self.tower = _tower(channels, num_convs, deformable_towers, deform_conv_impl)
+        self.init_conv = _conv(channels, channels, 3)
+        self.init_pred = _conv(channels, 4 * num_landmarks + 2 * self.num_free_points, 1)
+        self.refine = _LandmarkGuidedBranch(channels, 4 * num_landmarks, deform_conv_impl)
+
+    def initial(self, tower: Tensor) -> Tuple[Tensor, Tensor]:
+        """
+        Args:
+            tower: (N, C, H, W) this branch's tower features of one level.
+
+        Returns:
+            initial crosses (N, 4 * L, H, W) and the (N, 9, 2, H, W) positions (y, x) of the
+            deformable conv's taps in the level's index units: each location plus its kernel
+            landmarks' vectors, then its free points.
+        """
+        out = self.init_pred(F.relu(self.init_conv(tower)))
+        num_cross_channels = 4 * self.landmark_set.num_landmarks
+        init = F.softplus(out[:, :num_cross_channels])
+        n, _, h, w = init.shape
+        crosses = init.reshape(n, self.landmark_set.num_landmarks, 4, h, w).permute(0, 3, 4, 1, 2)
+        kernel = list(self.landmark_set.kernel_landmarks)
+        offsets = crosses_to_offsets(crosses)[..., kernel, :].flip(-1)  # (N, H, W, k, 2) as (dy, dx)
+        free = out[:, num_cross_channels:].reshape(n, self.num_free_points, 2, h, w).permute(0, 3, 4, 1, 2)
+        points = torch.cat([offsets, free], dim=3).permute(0, 3, 4, 1, 2)  # (N, 9, 2, H, W)
+        points = (1 - self.gradient_mul) * points.detach() + self.gradient_mul * points
+        return init, points + location_grid(h, w, init.device, init.dtype)
+
+    def refined(self, towers: List[Tensor], strides: List[int], level: int, positions: Tensor, init: Tensor) -> Tensor:
+        """(N, 4 * L, H, W) refined crosses of ``level``."""
+        return F.softplus(self.refine(towers, strides, level, positions) + init.detach())
+
+
 class LandmarkHead(nn.Module):
     """Class and landmark predictions of LSNet for one task (see module docstring)."""
 
@@ -107,7 +175,7 @@ class LandmarkHead(nn.Module):
         Args:
             input_shape: ShapeSpec of each input level (same channels), fine to coarse.
             num_classes: number of foreground classes.
-            task: a key of :data:`LANDMARK_TASKS`.
+            task: a key of :data:`TASK_LANDMARK_SETS`.
             num_convs: conv3x3 + GN + ReLU layers per tower.
             deformable_towers: DCNv2 convs in the towers instead of plain convs.
             num_kernel_points: taps of the landmark-guided deformable conv (9 = 3x3).
@@ -117,8 +185,8 @@ class LandmarkHead(nn.Module):
             deform_conv_impl: one of :data:`iou_aware.modeling.deformable.DEFORM_CONV_IMPLS`.
         """
         super().__init__()
-        if task not in LANDMARK_TASKS:
-            raise ValueError(f"MODEL.LSNET.TASK = {task!r}; use one of {sorted(LANDMARK_TASKS)}.")
+        if task not in TASK_LANDMARK_SETS:
+            raise ValueError(f"MODEL.LSNET.TASK = {task!r}; use one of {sorted(TASK_LANDMARK_SETS)}.")
         if num_kernel_points != 9:
             raise ValueError(f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported.")
         if deform_conv_impl not in DEFORM_CONV_IMPLS:
@@ -127,23 +195,27 @@ class LandmarkHead(nn.Module):
         if len(channels) != 1:
             raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")
         channels = channels.pop()
-        self.task = LANDMARK_TASKS[task]
+        self.task = task
         self.strides = [s.stride for s in input_shape]
         self.num_classes = num_classes
-        self.gradient_mul = gradient_mul
-        self.num_free_points = num_kernel_points - len(self.task.kernel_landmarks)
-        num_landmarks = self.task.num_landmarks
-
-        def tower():
-            return nn.Sequential(*[_conv_block(channels, channels, deformable_towers, deform_conv_impl) for _ in range(num_convs)])
-
-        self.cls_tower = tower()
-        self.landmark_tower = tower()
-        self.init_conv = _conv(channels, channels, 3)
-        self.init_pred = _conv(channels, 4 * num_landmarks + 2 * self.num_free_points, 1)
+        self.cls_tower = _tower(channels, num_convs, deformable_towers, deform_conv_impl)
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.cls_branch = _LandmarkGuidedBranch(channels, num_classes, deform_conv_impl, out_bias=bias)
-        self.refine_branch = _LandmarkGuidedBranch(channels, 4 * num_landmarks, deform_conv_impl)
+        self.branches = nn.ModuleDict(
+            {
+                name: LandmarkBranch(
+                    LANDMARK_SETS[name],
+                    channels,
+                    num_convs,
+                    deformable_towers,
+                    deform_conv_impl,
+                    num_kernel_points,
+                    gradient_mul,
+                )
+                for name in TASK_LANDMARK_SETS[task]
+            }
+        )
+        self.guide = TASK_LANDMARK_SETS[task][-1]
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
@@ -160,45 +232,37 @@ class LandmarkHead(nn.Module):
             "deform_conv_impl": node.DEFORM_CONV_IMPL,
         }
 
-    def forward(self, features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+    @property
+    def landmark_sets(self) -> Dict[str, LandmarkSet]:
+        """The task's landmark sets by name, in output order."""
+        return {name: branch.landmark_set for name, branch in self.branches.items()}
+
+    def forward(self, features: List[Tensor]) -> List[List[Tensor]]:
         """
         Args:
             features: per level (N, C, Hi, Wi), fine to coarse, strides as in ``input_shape``.
 
         Returns:
-            Per level: class logits (N, K, Hi, Wi); initial crosses (N, 4 * L, Hi, Wi) and refined
-            crosses (N, 4 * L, Hi, Wi), channel ``4 * l + c`` being channel c of
-            [y-, y+, x-, x+] of landmark l, in units of the level's stride.
+            Lists over the levels: class logits (N, K, Hi, Wi), then for each landmark set (in
+            the order of :attr:`landmark_sets`) its initial crosses and its refined crosses,
+            each (N, 4 * L, Hi, Wi), channel ``4 * l + c`` being channel c of [y-, y+, x-, x+]
+            of landmark l, in units of the level's stride.
         """
         if len(features) != len(self.strides):
             raise ValueError(f"LSNet's head was built for {len(self.strides)} levels, got {len(features)}.")
         cls_towers = [self.cls_tower(x) for x in features]
-        landmark_towers = [self.landmark_tower(x) for x in features]
-        logits, init_crosses, refine_crosses = [], [], []
-        for level, tower in enumerate(landmark_towers):
-            init_out = self.init_pred(F.relu(self.init_conv(tower)))
-            init = F.softplus(init_out[:, : 4 * self.task.num_landmarks])
-            positions = self._sampling_positions(init, init_out[:, 4 * self.task.num_landmarks :])
-            logits.append(self.cls_branch(cls_towers, self.strides, level, positions))
-            refine_raw = self.refine_branch(landmark_towers, self.strides, level, positions)
-            init_crosses.append(init)
-            refine_crosses.append(F.softplus(refine_raw + init.detach()))
-        return logits, init_crosses, refine_crosses
-
-    def _sampling_positions(self, init: Tensor, free_points: Tensor) -> Tensor:
-        """
-        Args:
-            init: (N, 4 * L, H, W) initial crosses.
-            free_points: (N, 2 * F, H, W) free sampling points (dy, dx), in strides.
-
-        Returns:
-            (N, 9, 2, H, W) positions (y, x) of the kernel taps in the level's index units: each
-            location plus its kernel landmarks' vectors, then its free points.
-        """
-        n, _, h, w = init.shape
-        crosses = init.reshape(n, self.task.num_landmarks, 4, h, w).permute(0, 3, 4, 1, 2)
-        offsets = crosses_to_offsets(crosses)[..., list(self.task.kernel_landmarks), :].flip(-1)  # (N,H,W,k,2) (dy,dx)
-        free = free_points.reshape(n, self.num_free_points, 2, h, w).permute(0, 3, 4, 1, 2)
-        points = torch.cat([offsets, free], dim=3).permute(0, 3, 4, 1, 2)  # (N, 9, 2, H, W)
-        points = (1 - self.gradient_mul) * points.detach() + self.gradient_mul * points
-        return points + location_grid(h, w, init.device, init.dtype)
+        towers = {name: [branch.tower(x) for x in features] for name, branch in self.branches.items()}
+        logits = []
+        crosses = {name: ([], []) for name in self.branches}
+        for level in range(len(features)):
+            positions = {}
+            for name, branch in self.branches.items():
+                init, positions[name] = branch.initial(towers[name][level])
+                refined = branch.refined(towers[name], self.strides, level, positions[name], init)
+                crosses[name][0].append(init)
+                crosses[name][1].append(refined)
+            logits.append(self.cls_branch(cls_towers, self.strides, level, positions[self.guide]))
+        outputs = [logits]
+        for init, refined in crosses.values():
+            outputs += [init, refined]
+        return outputs

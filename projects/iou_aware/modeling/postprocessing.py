@@ -1,12 +1,14 @@
 """Inference steps shared by the dense heads: candidate selection (score threshold, then top-k) per
-level, and the merge of the levels with class-wise NMS."""
+level, the merge of the levels with class-wise NMS, and polygons filled into masks."""
 from typing import List, Tuple
 
+import numpy as np
+import pycocotools.mask as mask_util
 import torch
 from detectron2.layers import batched_nms
 from detectron2.structures import Instances
 
-__all__ = ["select_topk_candidates", "merge_levels_with_nms"]
+__all__ = ["select_topk_candidates", "merge_levels_with_nms", "rasterize_polygons"]
 
 
 def select_topk_candidates(
@@ -45,3 +47,21 @@ def merge_levels_with_nms(
     detections.pred_boxes.clip(image_size)
     keep = batched_nms(detections.pred_boxes.tensor, detections.scores, detections.pred_classes, nms_thresh)
     return detections[keep[:max_detections]]
+
+
+def rasterize_polygons(polygons: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Fill polygons into masks with COCO's rasterization (one C call for all polygons), so that a
+    polygon equal to a COCO ground-truth polygon gives its ground-truth mask.
+
+    Args:
+        polygons: (R, N, 2) absolute (x, y) vertices, N >= 3.
+        height, width: mask size in pixels.
+    Returns:
+        (R, height, width) bool masks on the device of ``polygons``.
+    """
+    if len(polygons) == 0:
+        return torch.zeros((0, height, width), dtype=torch.bool, device=polygons.device)
+    flat = polygons.detach().to("cpu", torch.float64).flatten(1).numpy()
+    rles = mask_util.frPyObjects([p.tolist() for p in flat], height, width)
+    masks = mask_util.decode(rles)  # (H, W, R) uint8
+    return torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).to(polygons.device, torch.bool)

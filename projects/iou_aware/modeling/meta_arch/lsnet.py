@@ -1,12 +1,15 @@
 """LSNet (Duan et al., "Location-Sensitive Visual Recognition with Cross-IOU Loss") as a Detectron2
-dense detector.
+dense detector, for boxes, instance masks and pose.
 
-One anchor point per location, P3-P7. The :class:`LandmarkHead` predicts landmark vectors as
-crosses, initial and refined. The initial stage is trained on one point per GT (the nearest to its
-centre on the level of its size); the refinement stage and the classes on the points that ATSS
-picks among the boxes of the initial landmarks. Both stages use the cross-IoU loss on vectors in
-units of ``point_base_scale * stride``; classes use the focal loss. Inference decodes the refined
-landmarks into boxes.
+One anchor point per location, P3-P7. The :class:`LandmarkHead` predicts each landmark set of the
+task (``MODEL.LSNET.TASK``) as crosses, initial and refined. The initial stage is trained on one
+point per GT (the nearest to its centre on the level of its size); the refinement stage and the
+classes on the points that ATSS picks among the boxes of the initial landmarks. Both stages use the
+cross-IoU loss on vectors in units of ``point_base_scale * stride``; classes use the focal loss.
+
+Inference decodes the refined landmarks: boxes (from the box set, or the contour's extent), masks
+(the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
+score).
 """
 from typing import Dict, List, Tuple, Union
 
@@ -26,7 +29,7 @@ from ...layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..landmark_head import LandmarkHead
-from ..postprocessing import merge_levels_with_nms, select_topk_candidates
+from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
 
 __all__ = ["LSNet"]
 
@@ -46,15 +49,16 @@ class LSNet(DenseDetector):
         init_assigner: DenseAssigner,
         refine_assigner: DenseAssigner,
         num_classes: int,
+        loss_weights: Dict[str, Tuple[float, float]],
         point_base_scale: float = 4.0,
         cross_iou_alpha: float = 0.2,
-        init_loss_weight: float = 1.0,
-        refine_loss_weight: float = 2.0,
+        contour_groups: int = 9,
         focal_loss_alpha: float = 0.25,
         focal_loss_gamma: float = 2.0,
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
+        test_min_box_area: float = 0.0,
         max_detections_per_image: int = 100,
         pixel_mean,
         pixel_std,
@@ -65,30 +69,40 @@ class LSNet(DenseDetector):
                 are the anchor points (i * stride, j * stride); its boxes are not used.
             init_assigner, refine_assigner: assignment of the two stages (centre point, ATSS);
                 the refinement assigner sees the boxes of the initial landmarks as anchors.
+            loss_weights: (initial, refined) cross-IoU weights of each landmark set of the head.
             point_base_scale: landmark vectors are divided by point_base_scale * stride in the loss.
-            cross_iou_alpha, init_loss_weight, refine_loss_weight: the cross-IoU losses.
+            cross_iou_alpha, contour_groups: the cross-IoU loss.
             focal_loss_alpha, focal_loss_gamma: the class loss.
+            test_min_box_area: detections with a smaller box (px^2, network input) are dropped.
             Other arguments: as Detectron2's RetinaNet.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        missing = set(head.landmark_sets) - set(loss_weights)
+        if missing:
+            raise ValueError(f"LSNet: no loss weights for the landmark sets {sorted(missing)}.")
         self.anchor_generator = anchor_generator
         self.init_assigner = init_assigner
         self.refine_assigner = refine_assigner
         self.num_classes = num_classes
+        self.loss_weights = loss_weights
         self.point_base_scale = point_base_scale
         self.cross_iou_alpha = cross_iou_alpha
-        self.init_loss_weight = init_loss_weight
-        self.refine_loss_weight = refine_loss_weight
+        self.contour_groups = contour_groups
         self.focal_loss_alpha = focal_loss_alpha
         self.focal_loss_gamma = focal_loss_gamma
         self.test_score_thresh = test_score_thresh
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
+        self.test_min_box_area = test_min_box_area
         self.max_detections_per_image = max_detections_per_image
 
     @classmethod
     def from_config(cls, cfg):
         node = cfg.MODEL.LSNET
+        if node.TASK == "contour" and not cfg.MODEL.MASK_ON:
+            raise ValueError("MODEL.LSNET.TASK = 'contour' predicts masks: set MODEL.MASK_ON True.")
+        if node.TASK == "keypoint" and not cfg.MODEL.KEYPOINT_ON:
+            raise ValueError("MODEL.LSNET.TASK = 'keypoint' predicts keypoints: set MODEL.KEYPOINT_ON True.")
         backbone = build_backbone(cfg)
         missing = [f for f in node.IN_FEATURES if f not in backbone.output_shape()]
         if missing:
@@ -98,6 +112,9 @@ class LSNet(DenseDetector):
             )
         shapes = [backbone.output_shape()[f] for f in node.IN_FEATURES]
         strides = [s.stride for s in shapes]
+        main_weights = (node.INIT_LOSS_WEIGHT, node.REFINE_LOSS_WEIGHT)
+        # The box set is the task's own landmarks for "box", an auxiliary set beside the keypoints for "keypoint".
+        box_weights = main_weights if node.TASK == "box" else (node.BOX_BRANCH_INIT_LOSS_WEIGHT, node.BOX_BRANCH_REFINE_LOSS_WEIGHT)
         return {
             "backbone": backbone,
             "head": LandmarkHead(cfg, shapes),
@@ -108,37 +125,38 @@ class LSNet(DenseDetector):
             "init_assigner": CentrePointAssigner(strides, scale=node.POINT_BASE_SCALE, pos_num=node.INIT_POS_NUM),
             "refine_assigner": ATSSAssigner(topk=node.ATSS_TOPK),
             "num_classes": node.NUM_CLASSES,
+            "loss_weights": {"box": box_weights, "contour": main_weights, "keypoint": main_weights},
             "point_base_scale": node.POINT_BASE_SCALE,
             "cross_iou_alpha": node.CROSS_IOU_ALPHA,
-            "init_loss_weight": node.INIT_LOSS_WEIGHT,
-            "refine_loss_weight": node.REFINE_LOSS_WEIGHT,
+            "contour_groups": node.CONTOUR_GROUPS,
             "focal_loss_alpha": node.FOCAL_LOSS_ALPHA,
             "focal_loss_gamma": node.FOCAL_LOSS_GAMMA,
             "test_score_thresh": node.SCORE_THRESH_TEST,
             "test_topk_candidates": node.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": node.NMS_THRESH_TEST,
+            "test_min_box_area": node.MIN_BOX_AREA_TEST,
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
     @property
-    def num_landmarks(self) -> int:
-        return self.head.task.num_landmarks
+    def box_source(self) -> str:
+        """The landmark set whose landmarks give the boxes: "box" when predicted, else the task's own."""
+        sets = self.head.landmark_sets
+        return "box" if "box" in sets else next(iter(sets))
 
-    @property
-    def cross_iou_mode(self) -> str:
-        return self.head.task.cross_iou_mode
-
-    def _transpose(self, predictions) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
-        """Head outputs -> per level class logits (N, Ri, K) and initial and refined crosses
-        (N, Ri, L, 4)."""
-        logits, init, refine = self._transpose_dense_predictions(
-            predictions, [self.num_classes, 4 * self.num_landmarks, 4 * self.num_landmarks]
-        )
-        init = [x.unflatten(-1, (self.num_landmarks, 4)) for x in init]
-        refine = [x.unflatten(-1, (self.num_landmarks, 4)) for x in refine]
-        return logits, init, refine
+    def _transpose(self, predictions) -> Tuple[List[Tensor], Dict[str, Tuple[List[Tensor], List[Tensor]]]]:
+        """Head outputs -> per level class logits (N, Ri, K), and for each landmark set the initial
+        and refined crosses per level (N, Ri, L, 4)."""
+        sets = self.head.landmark_sets
+        dims = [self.num_classes] + [4 * s.num_landmarks for s in sets.values() for _ in range(2)]
+        transposed = self._transpose_dense_predictions(predictions, dims)
+        crosses = {}
+        for i, (name, landmark_set) in enumerate(sets.items()):
+            init, refined = transposed[1 + 2 * i], transposed[2 + 2 * i]
+            crosses[name] = tuple([x.unflatten(-1, (landmark_set.num_landmarks, 4)) for x in stage] for stage in (init, refined))
+        return transposed[0], crosses
 
     def _points_and_strides(self, anchors: List[Boxes]) -> Tuple[Tensor, Tensor]:
         """(R, 2) anchor points and (R,) the stride of each point's level."""
@@ -162,48 +180,47 @@ class LSNet(DenseDetector):
         return points[..., None, :] + crosses_to_offsets(crosses) * strides
 
     def forward_training(self, images, features, predictions, gt_instances):
-        logits, init, refine = self._transpose(predictions)
+        logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
         points, strides = self._points_and_strides(anchors)
-        for instances in gt_instances:
-            if not instances.has("gt_landmarks"):
+        for name in crosses:
+            field = f"gt_{name}_landmarks"
+            if any(not x.has(field) for x in gt_instances):
                 raise ValueError(
-                    "LSNet trains on `gt_landmarks` in each image's instances; build the train loader with "
-                    "iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
+                    f"LSNet ({self.head.task}) trains on `{field}` in each image's instances; build the train "
+                    "loader with iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
                 )
         init_matched = [self.init_assigner([a.tensor for a in anchors], x.gt_boxes.tensor) for x in gt_instances]
+        box_set = self.head.landmark_sets[self.box_source]
         with torch.no_grad():
-            init_boxes = landmarks_to_boxes(
-                self.decode_landmarks(torch.cat(init, dim=1), points, strides), self.cross_iou_mode
-            )  # (N, R, 4)
+            init_landmarks = self.decode_landmarks(torch.cat(crosses[self.box_source][0], dim=1), points, strides)
+            init_boxes = landmarks_to_boxes(init_landmarks, box_set.cross_iou_mode)  # (N, R, 4)
         level_sizes = [len(a) for a in anchors]
         refine_matched = [
             self.refine_assigner(list(boxes.split(level_sizes)), x.gt_boxes.tensor)
             for boxes, x in zip(init_boxes, gt_instances)
         ]
-        return self.losses(
-            points, strides, logits, init, refine, init_matched, refine_matched, gt_instances
-        )
+        return self.losses(points, strides, logits, crosses, init_matched, refine_matched, gt_instances)
 
     def losses(
         self,
         points: Tensor,
         strides: Tensor,
         logits: List[Tensor],
-        init: List[Tensor],
-        refine: List[Tensor],
+        crosses: Dict[str, Tuple[List[Tensor], List[Tensor]]],
         init_matched: List[Tensor],
         refine_matched: List[Tensor],
         gt_instances: List[Instances],
     ) -> Dict[str, Tensor]:
         """
-        Focal loss on every point against the refinement stage's labels; cross-IoU loss of each
-        stage on its positives. Each loss is divided by its stage's positives, summed over the
-        images with at least 1 per image and averaged over workers.
+        Focal loss on every point against the refinement stage's labels; for each landmark set,
+        cross-IoU loss of each stage on its positives (``loss_<set>_init``, ``loss_<set>_refine``).
+        Each loss is divided by its stage's positives, summed over the images with at least 1 per
+        image and averaged over workers.
 
         Args:
             points (R, 2), strides (R,): see :meth:`_points_and_strides`.
-            logits, init, refine: see :meth:`_transpose`.
+            logits, crosses: see :meth:`_transpose`.
             init_matched, refine_matched: per image (R,) GT index of each point, -1 for none.
         """
         num_images = len(gt_instances)
@@ -213,6 +230,7 @@ class LSNet(DenseDetector):
         )
         gt_classes = gt_classes.masked_fill(refine_matched_all < 0, self.num_classes)
         one_hot = F.one_hot(gt_classes.flatten(), self.num_classes + 1)[:, :-1].to(logits[0].dtype)
+        num_init = self._normalizer(init_matched)
         num_refine = self._normalizer(refine_matched)
         get_event_storage().put_scalar("num_pos_points", (refine_matched_all >= 0).sum().item() / num_images)
         loss_cls = sigmoid_focal_loss_jit(
@@ -222,39 +240,52 @@ class LSNet(DenseDetector):
             gamma=self.focal_loss_gamma,
             reduction="sum",
         )
-        return {
-            "loss_cls": loss_cls / num_refine,
-            "loss_landmarks_init": self.init_loss_weight
-            * self._landmark_loss(init, init_matched, points, strides, gt_instances)
-            / self._normalizer(init_matched),
-            "loss_landmarks_refine": self.refine_loss_weight
-            * self._landmark_loss(refine, refine_matched, points, strides, gt_instances)
-            / num_refine,
-        }
+        losses = {"loss_cls": loss_cls / num_refine}
+        for name, (init, refined) in crosses.items():
+            init_weight, refine_weight = self.loss_weights[name]
+            losses[f"loss_{name}_init"] = (
+                init_weight * self._landmark_loss(name, init, init_matched, points, strides, gt_instances) / num_init
+            )
+            losses[f"loss_{name}_refine"] = (
+                refine_weight * self._landmark_loss(name, refined, refine_matched, points, strides, gt_instances) / num_refine
+            )
+        return losses
 
     @staticmethod
     def _normalizer(matched: List[Tensor]) -> Tensor:
         num_pos = sum((m >= 0).sum().clamp(min=1) for m in matched).float()
         return reduce_mean(num_pos).clamp(min=1.0)
 
-    def _landmark_loss(self, crosses, matched, points, strides, gt_instances) -> Tensor:
-        """Summed cross-IoU loss of one stage: (N, R, L, 4) crosses against the landmarks of the
-        GT matched to each positive point, both in units of point_base_scale * stride."""
+    def _landmark_loss(self, name, crosses, matched, points, strides, gt_instances) -> Tensor:
+        """Summed cross-IoU loss of one landmark set and stage: (N, R, L, 4) crosses against the
+        landmarks of the GT matched to each positive point, both in units of
+        point_base_scale * stride."""
+        landmark_set = self.head.landmark_sets[name]
         crosses = cat(crosses, dim=1)
-        pred, target = [], []
+        pred, target, visible = [], [], []
         for crosses_i, matched_i, instances in zip(crosses, matched, gt_instances):
             positive = matched_i >= 0
+            gt_index = matched_i[positive]
             scale = (self.point_base_scale * strides[positive])[:, None, None]
             pred.append(crosses_i[positive] / self.point_base_scale)
-            gt = instances.gt_landmarks[matched_i[positive]]
+            gt = instances.get(f"gt_{name}_landmarks")[gt_index]
             target.append((gt - points[positive][:, None, :]) / scale)
+            if landmark_set.cross_iou_mode == "keypoint":
+                visible.append(instances.gt_keypoint_visible[gt_index])
         return cross_iou_loss(
-            torch.cat(pred), torch.cat(target), mode=self.cross_iou_mode, alpha=self.cross_iou_alpha, reduction="sum"
+            torch.cat(pred),
+            torch.cat(target),
+            mode=landmark_set.cross_iou_mode,
+            alpha=self.cross_iou_alpha,
+            visible=torch.cat(visible) if visible else None,
+            reduction="sum",
+            num_groups=self.contour_groups,
         )
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
-        logits, _, refine = self._transpose(predictions)
+        logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
+        sets = self.head.landmark_sets
         results = []
         for img_idx, image_size in enumerate(images.image_sizes):
             per_level = []
@@ -263,12 +294,39 @@ class LSNet(DenseDetector):
                     logits[level][img_idx].sigmoid(), self.test_score_thresh, self.test_topk_candidates
                 )
                 points = anchors_i.get_centers()[point_idxs]
-                landmarks = self.decode_landmarks(refine[level][img_idx][point_idxs], points, float(stride))
-                boxes = landmarks_to_boxes(landmarks, self.cross_iou_mode)
-                per_level.append(
-                    Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
-                )
+                landmarks = {
+                    name: self.decode_landmarks(refined[level][img_idx][point_idxs], points, float(stride))
+                    for name, (_, refined) in crosses.items()
+                }
+                boxes = landmarks_to_boxes(landmarks[self.box_source], sets[self.box_source].cross_iou_mode)
+                # A box whose landmarks cross over (e.g. "left" right of "right": an untrained
+                # model) is output as the box spanning them rather than an empty one.
+                boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], dim=1)
+                detections = Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
+                if "contour" in landmarks:
+                    detections.pred_polygons = landmarks["contour"][:, :-1]
+                if "keypoint" in landmarks:
+                    keypoint_scores = scores[:, None, None].expand(-1, sets["keypoint"].num_landmarks - 1, 1)
+                    detections.pred_keypoints = torch.cat([landmarks["keypoint"][:, :-1], keypoint_scores], dim=2)
+                if self.test_min_box_area > 0:
+                    detections = detections[detections.pred_boxes.area() > self.test_min_box_area]
+                per_level.append(detections)
             results.append(
                 merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
             )
         return results
+
+    def forward(self, batched_inputs: List[Dict[str, Tensor]]):
+        """DenseDetector's forward; for contours, the polygons are then scaled like the boxes to
+        the output resolution and filled into ``pred_masks`` (R, H, W) bool."""
+        outputs = super().forward(batched_inputs)
+        if self.training or "contour" not in self.head.landmark_sets or torch.jit.is_tracing():
+            return outputs
+        for output, inputs in zip(outputs, batched_inputs):
+            instances = output["instances"]
+            in_height, in_width = inputs["image"].shape[-2:]
+            out_height, out_width = instances.image_size
+            scale = instances.pred_polygons.new_tensor([out_width / in_width, out_height / in_height])
+            instances.pred_polygons = instances.pred_polygons * scale
+            instances.pred_masks = rasterize_polygons(instances.pred_polygons, out_height, out_width)
+        return outputs

@@ -1,0 +1,280 @@
+"""LSNet for instance masks (contour landmarks) and pose (keypoint landmarks): the same head and loss
+switched by MODEL.LSNET.TASK; targets, losses, decoding to masks and keypoints."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import detection_utils
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils.events import EventStorage
+
+from iou_aware.config import add_iou_aware_config
+from iou_aware.data import LandmarkDatasetMapper, contour_landmarks, flip_contour
+from iou_aware.data.stickmen import KEYPOINT_FLIP_MAP, KEYPOINT_NAMES
+from iou_aware.layers import offsets_to_crosses
+from iou_aware.modeling import LSNet
+from iou_aware.modeling.postprocessing import rasterize_polygons
+
+CONTOUR_CONFIG = "configs/Shapes/lsnet_contour_slim_R_FPN.yaml"
+KEYPOINT_CONFIG = "configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml"
+
+
+def _cfg(repo_root, config, *opts):
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(f"{repo_root}/{config}")
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def _square_contours(boxes):
+    """Contour landmarks of the rectangles ``boxes`` (G, 4)."""
+    polygons = [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes.tolist()]
+    return torch.as_tensor(np.stack([contour_landmarks(p) for p in polygons]))
+
+
+def _inputs(task, size=128, num_images=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    boxes = torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 64.0, 120.0, 110.0], [70.0, 8.0, 84.0, 20.0]])
+    inputs = []
+    for _ in range(num_images):
+        instances = Instances((size, size), gt_boxes=Boxes(boxes.clone()))
+        if task == "contour":
+            instances.gt_classes = torch.tensor([0, 3, 1])
+            instances.gt_contour_landmarks = _square_contours(boxes)
+        else:
+            instances.gt_classes = torch.zeros(3, dtype=torch.int64)
+            x0, y0, x1, y1 = boxes.unbind(1)
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            mid = [(cx, y0), (x0, cy), (cx, y1), (x1, cy), (cx, cy)]
+            instances.gt_box_landmarks = torch.stack([torch.stack(p, 1) for p in mid], 1)
+            xy = boxes[:, None, :2] + torch.rand(3, 17, 2, generator=generator) * (boxes[:, None, 2:] - boxes[:, None, :2])
+            instances.gt_keypoint_landmarks = torch.cat([xy, torch.stack([cx, cy], 1)[:, None]], 1)
+            visible = torch.rand(3, 18, generator=generator) > 0.3
+            visible[:, -1] = True
+            instances.gt_keypoint_visible = visible
+        image = torch.randint(0, 256, (3, size, size), generator=generator).float()
+        inputs.append({"image": image, "instances": instances, "height": size, "width": size})
+    return inputs
+
+
+@pytest.mark.parametrize(
+    "config, sets",
+    [(CONTOUR_CONFIG, {"contour": 37}), (KEYPOINT_CONFIG, {"box": 5, "keypoint": 18})],
+)
+def test_head_outputs_per_task(repo_root, config, sets):
+    model = build_model(_cfg(repo_root, config))
+    assert type(model) is LSNet
+    assert {k: s.num_landmarks for k, s in model.head.landmark_sets.items()} == sets
+    features = [torch.randn(1, 64, s, s) for s in (16, 8, 4, 2, 1)]
+    outputs = model.head(features)
+    assert len(outputs) == 1 + 2 * len(sets)
+    num_classes = model.num_classes
+    for level, size in enumerate((16, 8, 4, 2, 1)):
+        assert outputs[0][level].shape == (1, num_classes, size, size)
+        for i, num_landmarks in enumerate(sets.values()):
+            for stage in (1 + 2 * i, 2 + 2 * i):
+                assert outputs[stage][level].shape == (1, 4 * num_landmarks, size, size)
+
+
+@pytest.mark.parametrize("config, task", [(CONTOUR_CONFIG, "contour"), (KEYPOINT_CONFIG, "keypoint")])
+def test_training_losses_are_finite_and_decrease(repo_root, config, task):
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, config))
+    model.train()
+    inputs = _inputs(task)
+    # Pose trains its box set with weight 0.1, so the boxes the refinement stage's ATSS sees stay
+    # untrained longer; a gentler rate keeps 12 steps on one batch out of assignment jumps.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01 if task == "contour" else 0.003, momentum=0.9)
+    history = []
+    with EventStorage():
+        for _ in range(12):
+            losses = model(inputs)
+            history.append({k: v.item() for k, v in losses.items()})
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+    expected = {"loss_cls", f"loss_{task}_init", f"loss_{task}_refine"}
+    if task == "keypoint":
+        expected |= {"loss_box_init", "loss_box_refine"}
+    assert set(history[0]) == expected
+    for key in expected:
+        assert all(math.isfinite(h[key]) for h in history), key
+        first, last = (sum(h[key] for h in part) / 3 for part in (history[:3], history[-3:]))
+        assert last < first, (key, first, last)
+
+
+def test_pose_box_set_is_weighted_as_the_reference(repo_root):
+    """Box set of pose: 0.1 / 0.2 of its cross-IoU; the keypoints 1.0 / 2.0."""
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG))
+    assert model.loss_weights["box"] == (0.1, 0.2) and model.loss_weights["keypoint"] == (1.0, 2.0)
+    box_model = build_model(_cfg(repo_root, "configs/Shapes/lsnet_slim_R_FPN.yaml"))
+    assert box_model.loss_weights["box"] == (1.0, 2.0)
+
+
+def test_invisible_keypoints_change_nothing(repo_root):
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG))
+    model.train()
+    inputs = _inputs("keypoint")
+    moved = _inputs("keypoint")
+    for x in moved:
+        instances = x["instances"]
+        invisible = ~instances.gt_keypoint_visible
+        assert invisible.any()
+        instances.gt_keypoint_landmarks[invisible] = torch.tensor([1e4, -1e4])
+    with EventStorage():
+        a = model(inputs)
+        b = model(moved)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _run_inference_with(model, logits, sets_crosses, image_size=(128, 128)):
+    images = type("Images", (), {"image_sizes": [image_size]})()
+    features = [torch.zeros(1, 1, s, s) for s in (16, 8, 4, 2, 1)]
+    predictions = [logits]
+    for crosses in sets_crosses:
+        predictions += [crosses, crosses]  # initial = refined: inference reads the refined ones
+    (result,) = model.forward_inference(images, features, predictions)
+    return result
+
+
+def _one_confident_location(num_classes, num_landmarks_per_set, offsets_per_set):
+    """Logits and crosses with one confident location: P4 (stride 16), point (x, y) = (80, 48)."""
+    sizes = (16, 8, 4, 2, 1)
+    logits = [torch.full((1, num_classes, s, s), -10.0) for s in sizes]
+    logits[1][0, 0, 3, 5] = 2.0
+    sets = []
+    for num_landmarks, offsets in zip(num_landmarks_per_set, offsets_per_set):
+        crosses = [torch.zeros(1, 4 * num_landmarks, s, s) for s in sizes]
+        crosses[1][0, :, 3, 5] = offsets_to_crosses(offsets[None])[0].flatten()
+        sets.append(crosses)
+    return logits, sets
+
+
+def test_contour_inference_gives_polygon_masks_and_extent_boxes(repo_root):
+    model = build_model(_cfg(repo_root, CONTOUR_CONFIG)).eval()
+    angles = torch.arange(36) * (2 * math.pi / 36)
+    contour = torch.stack([2.0 * torch.sin(angles), 1.5 * torch.cos(angles)], 1)  # strides, an ellipse
+    offsets = torch.cat([contour, torch.zeros(1, 2)])
+    logits, sets = _one_confident_location(4, [37], [offsets])
+    result = _run_inference_with(model, logits, sets)
+    assert len(result) == 1
+    polygon = torch.tensor([80.0, 48.0]) + 16 * contour
+    torch.testing.assert_close(result.pred_polygons[0], polygon)
+    expected_box = torch.cat([polygon.min(0).values, polygon.max(0).values])
+    torch.testing.assert_close(result.pred_boxes.tensor[0], expected_box)
+
+
+def test_keypoint_inference_scores_keypoints_with_the_detection(repo_root):
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG)).eval()
+    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])
+    keypoint_offsets = torch.linspace(-1, 1, 36).reshape(18, 2)
+    logits, sets = _one_confident_location(1, [5, 18], [box_offsets, keypoint_offsets])
+    result = _run_inference_with(model, logits, sets)
+    assert len(result) == 1
+    score = 1 / (1 + math.exp(-2.0))
+    assert result.scores.tolist() == pytest.approx([score])
+    assert result.pred_boxes.tensor.tolist() == [[80 - 16.0, 48 - 32.0, 80 + 16.0, 48 + 32.0]]
+    keypoints = result.pred_keypoints[0]
+    assert keypoints.shape == (17, 3)
+    torch.testing.assert_close(keypoints[:, :2], torch.tensor([80.0, 48.0]) + 16 * keypoint_offsets[:17])
+    assert keypoints[:, 2].tolist() == pytest.approx([score] * 17)
+
+
+def test_min_box_area_drops_small_detections(repo_root):
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.MIN_BOX_AREA_TEST", 32.0 * 64.0 + 1)).eval()
+    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])  # a 32 x 64 box
+    logits, sets = _one_confident_location(1, [5, 18], [box_offsets, torch.zeros(18, 2)])
+    assert len(_run_inference_with(model, logits, sets)) == 0
+
+
+def test_forward_scales_polygons_and_fills_masks_at_the_output_resolution(repo_root):
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, CONTOUR_CONFIG, "MODEL.LSNET.SCORE_THRESH_TEST", 0.0)).eval()
+    image = torch.randint(0, 256, (3, 96, 128)).float()
+    with torch.no_grad():
+        (output,) = model([{"image": image, "height": 48, "width": 64}])
+    instances = output["instances"]
+    assert len(instances) > 0
+    assert instances.pred_masks.shape == (len(instances), 48, 64) and instances.pred_masks.dtype == torch.bool
+    torch.testing.assert_close(instances.pred_masks, rasterize_polygons(instances.pred_polygons, 48, 64))
+    # Boxes (scaled by Detectron2's postprocessing) are the extent of the scaled polygons, up to
+    # the clipping of the boxes to the image.
+    extent = torch.cat([instances.pred_polygons.amin(1), instances.pred_polygons.amax(1)], 1)
+    extent[:, 0::2] = extent[:, 0::2].clamp(0, 64)
+    extent[:, 1::2] = extent[:, 1::2].clamp(0, 48)
+    torch.testing.assert_close(instances.pred_boxes.tensor, extent, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ("configs/Shapes/lsnet_contour_slim_R_FPN.yaml", "MODEL.MASK_ON"),
+        ("configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml", "MODEL.KEYPOINT_ON"),
+    ],
+)
+def test_a_task_without_its_output_switch_is_named(repo_root, config, key):
+    with pytest.raises(ValueError, match=key):
+        build_model(_cfg(repo_root, config, key, False))
+
+
+def _record_with(annotation, width=100, height=80):
+    annotation = {"bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0, **annotation}
+    return {"file_name": "unused.png", "image_id": 0, "height": height, "width": width, "annotations": [annotation]}
+
+
+@pytest.fixture
+def blank_images(monkeypatch):
+    monkeypatch.setattr(detection_utils, "read_image", lambda *a, **k: np.zeros((80, 100, 3), dtype=np.uint8))
+
+
+def test_mapper_contours_follow_a_flip_keeping_orientation_and_start(blank_images):
+    polygon = [40.0, 10.0, 10.0, 30.0, 30.0, 70.0, 90.0, 60.0, 70.0, 25.0]
+    record = _record_with({"bbox": [10.0, 10.0, 90.0, 70.0], "segmentation": [polygon]})
+    kwargs = dict(is_train=True, landmark_task="contour", image_format="BGR")
+    plain = LandmarkDatasetMapper(augmentations=[], **kwargs)(dict(record))["instances"]
+    flipped = LandmarkDatasetMapper(augmentations=[T.HFlipTransform(100)], **kwargs)(dict(record))["instances"]
+    expected = contour_landmarks([polygon])
+    np.testing.assert_allclose(plain.gt_contour_landmarks[0].numpy(), expected, atol=1e-4)
+    mirrored = flipped.gt_contour_landmarks[0].numpy()
+    np.testing.assert_allclose(mirrored[:36], flip_contour(expected[:36], 100), atol=1e-3)
+    np.testing.assert_allclose(mirrored[36], [100 - expected[36, 0], expected[36, 1]], atol=1e-4)
+    assert not flipped.has("gt_masks") and not flipped.has("gt_box_landmarks")
+
+
+def test_mapper_keypoints_follow_the_flip_map(blank_images):
+    metadata_flip = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    flip_indices = np.arange(17)
+    for a, b in KEYPOINT_FLIP_MAP:
+        flip_indices[metadata_flip[a]], flip_indices[metadata_flip[b]] = metadata_flip[b], metadata_flip[a]
+    keypoints = np.zeros((17, 3))
+    keypoints[:, 0] = 20 + 3 * np.arange(17)
+    keypoints[:, 1] = 15 + 2 * np.arange(17)
+    keypoints[:, 2] = 2
+    keypoints[4] = [0, 0, 0]  # right ear not labelled
+    record = _record_with({"bbox": [10.0, 10.0, 90.0, 70.0], "keypoints": keypoints.flatten().tolist()})
+    kwargs = dict(is_train=True, landmark_task="keypoint", image_format="BGR", use_keypoint=True, keypoint_hflip_indices=flip_indices)
+    plain = LandmarkDatasetMapper(augmentations=[], **kwargs)(dict(record))["instances"]
+    flipped = LandmarkDatasetMapper(augmentations=[T.HFlipTransform(100)], **kwargs)(dict(record))["instances"]
+    np.testing.assert_allclose(plain.gt_keypoint_landmarks[0, :17].numpy(), keypoints[:, :2])
+    np.testing.assert_allclose(plain.gt_keypoint_landmarks[0, 17].numpy(), [50, 40])
+    assert plain.gt_keypoint_visible[0].tolist() == [i != 4 for i in range(17)] + [True]
+    mirrored = flipped.gt_keypoint_landmarks[0, :17].numpy()
+    labelled = keypoints[:, 2] > 0  # Detectron2 zeroes the coordinates of unlabelled keypoints
+    np.testing.assert_allclose(mirrored[flip_indices][labelled, 0], 100 - keypoints[labelled, 0])
+    np.testing.assert_allclose(mirrored[flip_indices][labelled, 1], keypoints[labelled, 1])
+    # Left ear (3) is now where the unlabelled right ear (4) was: invisible.
+    assert flipped.gt_keypoint_visible[0, 3].item() is False
+    # The box set of pose: border midpoints + centre of the (flipped) box.
+    np.testing.assert_allclose(flipped.gt_box_landmarks[0].numpy(), [[50, 10], [10, 40], [50, 70], [90, 40], [50, 40]])
+
+
+def test_mapper_keypoint_task_needs_keypoints():
+    with pytest.raises(ValueError, match="KEYPOINT_ON"):
+        LandmarkDatasetMapper(is_train=True, landmark_task="keypoint", augmentations=[], image_format="BGR")
