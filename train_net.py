@@ -5,25 +5,33 @@
     python train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <checkpoint.pth>
     python train_net.py --config-file <cfg> --num-gpus 8 [KEY VALUE ...]
 
-Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls back to "cpu".
+Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls back to "cpu" and
+``--num-gpus N`` starts N CPU processes on the gloo backend (iou_aware.engine.launch).
 """
 import logging
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 
 from iou_aware.config import add_iou_aware_config
-from iou_aware.engine import Trainer
+from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
 
 
 def setup(args):
     """Build the frozen config from ``--config-file`` and the trailing ``KEY VALUE`` overrides."""
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except (KeyError, AssertionError) as e:
+        # yacs reports an unknown key by KeyError (file) or AssertionError (command line).
+        raise KeyError(
+            f"{e.args[0] if e.args else e} (config {args.config_file} or a command-line override; "
+            "Detectron2's keys are in detectron2/config/defaults.py, this package's in iou_aware/config.py)"
+        ) from e
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger("iou_aware").warning("No CUDA device: running on the CPU.")
         cfg.MODEL.DEVICE = "cpu"
@@ -35,11 +43,12 @@ def setup(args):
 def main(args):
     """Train (or with ``--eval-only`` evaluate) and return the evaluation results dict."""
     cfg = setup(args)
+    resuming = args.resume and DetectionCheckpointer(None, save_dir=cfg.OUTPUT_DIR).has_checkpoint()
+    if not resuming:  # before any work; with --resume the last checkpoint replaces MODEL.WEIGHTS
+        check_weights_file(cfg.MODEL.WEIGHTS)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -9,12 +9,19 @@ from detectron2.engine import default_argument_parser
 import train_net
 
 CONFIGS = [
-    "iou_aware_retinanet_slim_R_FPN.yaml",
-    "gfl_slim_R_FPN.yaml",
-    "gflv2_slim_R_FPN.yaml",
-    "lsnet_slim_R_FPN.yaml",
-    "faster_rcnn_slim_R_FPN_focal_iou.yaml",
+    "Shapes/iou_aware_retinanet_slim_R_FPN.yaml",
+    "Shapes/gfl_slim_R_FPN.yaml",
+    "Shapes/gflv2_slim_R_FPN.yaml",
+    "Shapes/lsnet_slim_R_FPN.yaml",
+    "Shapes/lsnet_contour_slim_R_FPN.yaml",
+    "Stickmen/lsnet_keypoint_slim_R_FPN.yaml",
+    "Shapes/faster_rcnn_slim_R_FPN_focal_iou.yaml",
 ]
+
+
+def _data(config):
+    return "stickmen" if config.startswith("Stickmen/") else "shapes"
+
 # So that a barely trained model still detects something.
 ZERO_SCORE_THRESHOLDS = [
     "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
@@ -42,9 +49,9 @@ def trained_weights(request, repo_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train_for_export")
     args = default_argument_parser().parse_args(
         [
-            "--config-file", f"{repo_root}/configs/Shapes/{request.param}",
-            "DATASETS.TRAIN", "('shapes_tiny_train',)",
-            "DATASETS.TEST", "('shapes_tiny_val',)",
+            "--config-file", f"{repo_root}/configs/{request.param}",
+            "DATASETS.TRAIN", f"('{_data(request.param)}_tiny_train',)",
+            "DATASETS.TEST", f"('{_data(request.param)}_tiny_val',)",
             "INPUT.MIN_SIZE_TRAIN", "(128,)",
             "INPUT.MAX_SIZE_TRAIN", "128",
             "INPUT.MIN_SIZE_TEST", "128",
@@ -55,6 +62,7 @@ def trained_weights(request, repo_root, tmp_path_factory):
             "SOLVER.STEPS", "(3,)",
             "DATALOADER.NUM_WORKERS", "0",
             *ZERO_SCORE_THRESHOLDS,
+            "SEED", "0",
             "OUTPUT_DIR", str(output_dir),
         ]
     )  # fmt: skip
@@ -66,11 +74,11 @@ def trained_weights(request, repo_root, tmp_path_factory):
 
 def _export_args(repo_root, output, weights, config=CONFIGS[0]):
     return [
-        "--config-file", f"{repo_root}/configs/Shapes/{config}",
+        "--config-file", f"{repo_root}/configs/{config}",
         "--output", str(output),
         "--image-size", "96",
         "MODEL.WEIGHTS", str(weights),
-        "DATASETS.TEST", "('shapes_tiny_val',)",
+        "DATASETS.TEST", f"('{_data(config)}_tiny_val',)",
         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
         *ZERO_SCORE_THRESHOLDS,
     ]  # fmt: skip

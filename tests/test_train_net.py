@@ -66,6 +66,8 @@ def _args(repo_root, config, output_dir, *extra):
             "0.0",
             "MODEL.LSNET.SCORE_THRESH_TEST",
             "0.0",
+            "SEED",
+            "0",
             "OUTPUT_DIR",
             str(output_dir),
         ]

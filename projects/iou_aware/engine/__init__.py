@@ -1,4 +1,7 @@
-"""Training entry points: the DefaultTrainer subclass used by train_net.py."""
+"""Training entry points: the DefaultTrainer subclass used by train_net.py, exact resume, strict
+checkpoint loading, and a launcher that also runs multi-process training on CPUs."""
+from .checkpoint import EvaluationCheckpointer, IncompatibleCheckpointError, check_weights_file
+from .launch import launch
 from .trainer import Trainer
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "EvaluationCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "launch"]

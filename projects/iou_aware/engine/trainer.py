@@ -1,11 +1,16 @@
-"""Detectron2's DefaultTrainer, evaluating with the COCO tasks each dataset supports."""
+"""Detectron2's DefaultTrainer, evaluating with the COCO tasks each dataset supports, and resuming
+exactly where a killed run stopped."""
 import os
+import weakref
+from typing import Dict, Optional
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import DefaultTrainer
 
 from ..data import ValidatingMapper, build_annotated_test_mapper, build_train_mapper
 from ..evaluation import build_coco_evaluator
+from .resume import AtomicDetectionCheckpointer, RandomState, ResumableTrainingSampler
 
 __all__ = ["Trainer"]
 
@@ -13,11 +18,73 @@ __all__ = ["Trainer"]
 class Trainer(DefaultTrainer):
     """DefaultTrainer whose evaluator is COCOEvaluator (bbox / segm / keypoints as available)."""
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._sampler_seed = getattr(self._trainer.data_loader, "sampler_seed", None)
+
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, start: int = 0, sampler_seed: Optional[int] = None):
         """Detectron2's train loader with the model's mapper (:func:`iou_aware.data.build_train_mapper`);
-        an inverted GT box stops training with an error naming it."""
-        return build_detection_train_loader(cfg, mapper=ValidatingMapper(build_train_mapper(cfg)))
+        an inverted GT box stops training with an error naming it.
+
+        With DATALOADER.SAMPLER_TRAIN "TrainingSampler" (the default) the sampler is a
+        :class:`ResumableTrainingSampler` starting at image ``start`` of the stream of
+        ``sampler_seed`` (None: a seed shared by all workers, as Detectron2 draws it); the loader
+        carries that seed as ``sampler_seed``.
+        """
+        kwargs = _train_loader_from_config(cfg, mapper=ValidatingMapper(build_train_mapper(cfg)))
+        seed = None
+        if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
+            kwargs["sampler"] = ResumableTrainingSampler(len(kwargs["dataset"]), seed=sampler_seed, start=start)
+            seed = kwargs["sampler"].seed
+        loader = build_detection_train_loader(**kwargs)
+        loader.sampler_seed = seed
+        return loader
+
+    def build_hooks(self):
+        # Detectron2's hooks save through self.checkpointer: make it atomic and add the state a
+        # resumed run needs (random state, data stream).
+        self.checkpointer = AtomicDetectionCheckpointer(
+            self.checkpointer.model,
+            self.cfg.OUTPUT_DIR,
+            trainer=weakref.proxy(self),
+            random_state=RandomState(),
+            data_stream=_DataStreamState(weakref.proxy(self)),
+            model_training_state=_ModelTrainingState(self.checkpointer.model),
+        )
+        return super().build_hooks()
+
+    def state_dict(self):
+        # Detectron2 0.6's DefaultTrainer checkpoints only the iteration and the hooks: without the
+        # optimizer state (momentum), a resumed run diverges. Later versions add it as "_trainer".
+        state = super().state_dict()
+        state.setdefault("_trainer", self._trainer.state_dict())
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict and "optimizer" in state_dict["_trainer"]:
+            self._trainer.optimizer.load_state_dict(state_dict["_trainer"]["optimizer"])
+            if "grad_scaler" in state_dict["_trainer"] and hasattr(self._trainer, "grad_scaler"):
+                self._trainer.grad_scaler.load_state_dict(state_dict["_trainer"]["grad_scaler"])
+
+    def resume_or_load(self, resume=True):
+        """Detectron2's resume (model, optimizer, scheduler, iteration), plus the random state and
+        the data stream: a resumed run sees the images the killed run would have seen next. Exact
+        (same final weights) with DATALOADER.NUM_WORKERS 0 and one aspect-ratio group; with
+        workers, the same images but other random augmentations."""
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0 and self._sampler_seed is not None:
+            random_state = RandomState().state_dict()  # restored by the checkpoint; keep it exact
+            loader = self.build_train_loader(
+                self.cfg, start=self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH, sampler_seed=self._sampler_seed
+            )
+            self._trainer.data_loader = loader
+            if hasattr(self._trainer, "_data_loader_iter_obj"):  # Detectron2 > 0.6: created lazily
+                self._trainer._data_loader_iter_obj = None
+            else:
+                self._trainer._data_loader_iter = iter(loader)
+            RandomState().load_state_dict(random_state)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -39,3 +106,33 @@ class Trainer(DefaultTrainer):
         """
         super().train()
         return getattr(self, "_last_eval_results", {})
+
+
+class _DataStreamState:
+    """Checkpointable seed of the training sampler, so that a resumed run replays the same stream."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def state_dict(self) -> Dict:
+        return {"sampler_seed": self.trainer._sampler_seed}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.trainer._sampler_seed = state["sampler_seed"]
+
+
+class _ModelTrainingState:
+    """Checkpointable training state that a model keeps outside its state_dict: RetinaNet's (and
+    IoU-aware RetinaNet's) moving average of the number of positive anchors, ``loss_normalizer``."""
+
+    ATTRIBUTES = ("loss_normalizer",)
+
+    def __init__(self, model):
+        self.model = model
+
+    def state_dict(self) -> Dict:
+        return {name: float(getattr(self.model, name)) for name in self.ATTRIBUTES if hasattr(self.model, name)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        for name, value in state.items():
+            setattr(self.model, name, value)

@@ -7,6 +7,7 @@ from .gfl_losses import (
     quality_focal_loss_from_probs,
 )
 from .iou_losses import BOX_IOU_LOSS_KINDS, box_iou_loss, focal_iou_factor
+from .norm import group_norm_32
 
 __all__ = [
     "pairwise_box_iou",
@@ -23,4 +24,5 @@ __all__ = [
     "crosses_to_offsets",
     "landmarks_to_boxes",
     "CROSS_IOU_MODES",
+    "group_norm_32",
 ]

@@ -22,7 +22,7 @@ class DenseAssigner(abc.ABC):
     point.
     """
 
-    @abc.abstractmethod
+    @torch.no_grad()
     def __call__(
         self, anchors_per_level: List[torch.Tensor], gt_boxes: torch.Tensor
     ) -> torch.Tensor:
@@ -36,6 +36,17 @@ class DenseAssigner(abc.ABC):
             Tensor[R] (R = sum of the Ri, levels concatenated in order): int64 index into
             ``gt_boxes`` of the GT assigned to each anchor, -1 for a negative.
         """
+        anchors = torch.cat(anchors_per_level)
+        if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
+            return torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
+        return self.assign(anchors_per_level, anchors.float(), gt_boxes.float())
+
+    @abc.abstractmethod
+    def assign(
+        self, anchors_per_level: List[torch.Tensor], anchors: torch.Tensor, gt_boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`__call__` for at least one anchor and one GT; ``anchors`` (R, 4) float32 is
+        ``anchors_per_level`` concatenated."""
 
 
 class ATSSAssigner(DenseAssigner):
@@ -60,16 +71,9 @@ class ATSSAssigner(DenseAssigner):
         """
         self.topk = topk
 
-    @torch.no_grad()
-    def __call__(
-        self, anchors_per_level: List[torch.Tensor], gt_boxes: torch.Tensor
+    def assign(
+        self, anchors_per_level: List[torch.Tensor], anchors: torch.Tensor, gt_boxes: torch.Tensor
     ) -> torch.Tensor:
-        anchors = torch.cat(anchors_per_level)
-        if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
-            return torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
-
-        anchors = anchors.float()
-        gt_boxes = gt_boxes.float()
         anchor_centres = (anchors[:, :2] + anchors[:, 2:]) / 2
         gt_centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
         distances = (anchor_centres[:, None, :] - gt_centres[None, :, :]).norm(dim=2)  # (R, G)
@@ -129,18 +133,12 @@ class CentrePointAssigner(DenseAssigner):
         self.scale = scale
         self.pos_num = pos_num
 
-    @torch.no_grad()
-    def __call__(
-        self, anchors_per_level: List[torch.Tensor], gt_boxes: torch.Tensor
+    def assign(
+        self, anchors_per_level: List[torch.Tensor], anchors: torch.Tensor, gt_boxes: torch.Tensor
     ) -> torch.Tensor:
-        anchors = torch.cat(anchors_per_level)
-        if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
-            return torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
         if len(anchors_per_level) != len(self.level_exponents):
             raise ValueError(f"Built for {len(self.level_exponents)} levels, got {len(anchors_per_level)}.")
-
-        points = (anchors[:, :2] + anchors[:, 2:]).float() / 2
-        gt_boxes = gt_boxes.float()
+        points = (anchors[:, :2] + anchors[:, 2:]) / 2
         gt_centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
         gt_sizes = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=1e-6)
         exponents = self.level_exponents.to(points.device)

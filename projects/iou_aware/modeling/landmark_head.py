@@ -25,7 +25,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
-from ..layers import crosses_to_offsets
+from ..layers import crosses_to_offsets, group_norm_32
 from .deformable import DEFORM_CONV_IMPLS, ModulatedDeformConv, PyramidDeformConv, location_grid
 
 __all__ = ["LandmarkSet", "LANDMARK_SETS", "TASK_LANDMARK_SETS", "LandmarkBranch", "LandmarkHead"]
@@ -73,7 +73,7 @@ def _conv_block(in_channels: int, out_channels: int, deformable: bool, impl: str
     if not deformable:
         nn.init.normal_(conv.weight, std=0.01)
         nn.init.zeros_(conv.bias)
-    return nn.Sequential(conv, nn.GroupNorm(min(32, out_channels), out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(conv, group_norm_32(out_channels), nn.ReLU(inplace=True))
 
 
 def _tower(channels: int, num_convs: int, deformable: bool, impl: str) -> nn.Sequential:
@@ -96,7 +96,7 @@ class _LandmarkGuidedBranch(nn.Module):
         self.sample = PyramidDeformConv(channels, channels, impl)
         self.fuse = _conv(3 * channels, channels, 1)
         self.local = _conv(channels, channels, 3)
-        self.norm = nn.GroupNorm(min(32, channels), channels)
+        self.norm = group_norm_32(channels)
         self.predict = _conv(channels, out_channels, 1, bias=out_bias)
 
     def forward(self, towers: List[Tensor], strides: List[int], level: int, positions: Tensor) -> Tensor:

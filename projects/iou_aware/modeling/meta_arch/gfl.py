@@ -25,6 +25,7 @@ from ...layers import (
     aligned_box_iou,
     box_iou_loss,
     distribution_focal_loss,
+    group_norm_32,
     integral_distance,
     quality_focal_loss,
     quality_focal_loss_from_probs,
@@ -68,12 +69,6 @@ class DistributionGuidedQualityPredictor(nn.Module):
         return [c.reshape(n, 1, h, w) for c, (h, w) in zip(chunks, sizes)]
 
 
-def _group_norm_32(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups. Detectron2 0.6's RetinaNetHead probes its norm with 1 channel,
-    which the plain "GN" string (always 32 groups) cannot build."""
-    return nn.GroupNorm(min(32, channels), channels)
-
-
 class GFLHead(RetinaNetHead):
     """RetinaNet-style towers (GN by default) with one point per location; the box branch predicts
     4 * (reg_max + 1) distribution logits scaled by a learnable scalar per level; optional DGQP."""
@@ -98,7 +93,7 @@ class GFLHead(RetinaNetHead):
             num_classes=num_classes,
             num_anchors=1,
             conv_dims=conv_dims,
-            norm=_group_norm_32 if norm == "GN" else norm,
+            norm=group_norm_32 if norm == "GN" else norm,
             prior_prob=prior_prob,
         )
         self.reg_max = reg_max

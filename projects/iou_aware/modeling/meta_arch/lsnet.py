@@ -318,9 +318,10 @@ class LSNet(DenseDetector):
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
         """DenseDetector's forward; for contours, the polygons are then scaled like the boxes to
-        the output resolution and filled into ``pred_masks`` (R, H, W) bool."""
+        the output resolution and filled into ``pred_masks`` (R, H, W) bool. A traced model
+        (TorchScript export) outputs the polygons only: the filling runs in pycocotools."""
         outputs = super().forward(batched_inputs)
-        if self.training or "contour" not in self.head.landmark_sets or torch.jit.is_tracing():
+        if self.training or "contour" not in self.head.landmark_sets:
             return outputs
         for output, inputs in zip(outputs, batched_inputs):
             instances = output["instances"]
@@ -328,5 +329,6 @@ class LSNet(DenseDetector):
             out_height, out_width = instances.image_size
             scale = instances.pred_polygons.new_tensor([out_width / in_width, out_height / in_height])
             instances.pred_polygons = instances.pred_polygons * scale
-            instances.pred_masks = rasterize_polygons(instances.pred_polygons, out_height, out_width)
+            if not torch.jit.is_tracing():
+                instances.pred_masks = rasterize_polygons(instances.pred_polygons, out_height, out_width)
         return outputs
