@@ -136,6 +136,29 @@ def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_pa
         assert (tmp_path / name).is_file()
 
 
+def test_analysis_tool_on_other_trained_models(trained, repo_root, tmp_path):
+    """The score-vs-IoU scatter and AP-vs-threshold curve for any dense model of the package."""
+    config, output_dir, results = trained
+    if config not in ("gfl_slim_R_FPN.yaml", "lsnet_slim_R_FPN.yaml"):
+        pytest.skip("one GFL and one LSNet model")
+    import analyze
+
+    report = analyze.main(
+        [
+            "--config-file", _config_path(repo_root, config),
+            "--dataset", "shapes_tiny_val",
+            "--output", str(tmp_path),
+            "MODEL.WEIGHTS", str(output_dir / "model_final.pth"),
+            "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+            "MODEL.GFL.SCORE_THRESH_TEST", "0.0", "MODEL.LSNET.SCORE_THRESH_TEST", "0.0",
+        ]
+    )  # fmt: skip
+    assert report["bbox"]["AP"] == pytest.approx(results["bbox"]["AP"], nan_ok=True)
+    assert "pearson_scores" in report["localization"]
+    for name in ("confidence_vs_iou.png", "ap_vs_iou_threshold.png", "results.json"):
+        assert (tmp_path / name).is_file()
+
+
 def test_benchmark_tool_compares_two_configs(repo_root, tmp_path):
     import benchmark
 
