@@ -5,10 +5,11 @@ from a point to the four sides (``distances_to_boxes`` / ``boxes_to_distances``)
 selected by name: ``"smooth_l1"`` on deltas (Detectron2's default) or any IoU-family kind of
 :func:`iou_aware.layers.box_iou_loss` on decoded boxes.
 """
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.structures import Boxes
 from fvcore.nn import smooth_l1_loss
 
 from ..layers import BOX_IOU_LOSS_KINDS, box_iou_loss
@@ -20,6 +21,7 @@ __all__ = [
     "box_regression_loss",
     "distances_to_boxes",
     "boxes_to_distances",
+    "anchor_points_and_strides",
 ]
 
 BOX_REG_LOSS_TYPES = ("smooth_l1",) + tuple(BOX_IOU_LOSS_KINDS)
@@ -92,3 +94,13 @@ def distances_to_boxes(points: torch.Tensor, distances: torch.Tensor) -> torch.T
 def boxes_to_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """(R, 2) points and (R, 4) XYXY boxes in px -> (R, 4) distances (l, t, r, b) to the sides."""
     return torch.cat([points - boxes[:, :2], boxes[:, 2:] - points], dim=1)
+
+
+def anchor_points_and_strides(anchors: List[Boxes], strides: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The points of a point-based head: (R, 2) centres of the per-level anchors (levels
+    concatenated) and (R,) the stride of each point's level."""
+    points = Boxes.cat(anchors).get_centers()
+    point_strides = torch.cat(
+        [torch.full((len(a),), float(s), device=points.device) for a, s in zip(anchors, strides)]
+    )
+    return points, point_strides

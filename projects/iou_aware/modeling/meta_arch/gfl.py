@@ -32,7 +32,7 @@ from ...layers import (
 )
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, DenseAssigner
-from ..box_regression import boxes_to_distances, distances_to_boxes
+from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
 from ..postprocessing import merge_levels_with_nms, select_topk_candidates
 
@@ -249,17 +249,6 @@ class GFL(DenseDetector):
         outputs.update(zip(names, self._transpose_dense_predictions(predictions, dims)))
         return outputs
 
-    def _points_and_strides(self, anchors: List[Boxes]) -> Tuple[Tensor, Tensor]:
-        """(R, 2) anchor centres (the points) and (R,) the stride of each point's level."""
-        points = Boxes.cat(anchors).get_centers()
-        strides = cat(
-            [
-                torch.full((len(a),), float(s), device=points.device)
-                for a, s in zip(anchors, self.anchor_generator.strides)
-            ]
-        )
-        return points, strides
-
     def forward_training(self, images, features, predictions, gt_instances):
         pred = self._transpose(predictions)
         anchors = self.anchor_generator(features)
@@ -305,7 +294,7 @@ class GFL(DenseDetector):
         get_event_storage().put_scalar("num_pos_anchors", num_pos.item() / num_images)
         num_pos_avg = reduce_mean(num_pos.float()).clamp(min=1.0)
 
-        points, strides = self._points_and_strides(anchors)
+        points, strides = anchor_points_and_strides(anchors, self.anchor_generator.strides)
         points = points.repeat(num_images, 1)[pos_mask]
         strides = strides.repeat(num_images)[pos_mask]
         logits = cat(pred_logits, dim=1).flatten(0, 1)  # (N * R, K)

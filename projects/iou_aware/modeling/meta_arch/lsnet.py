@@ -28,6 +28,7 @@ from torch import Tensor
 from ...layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
+from ..box_regression import anchor_points_and_strides
 from ..landmark_head import LandmarkHead
 from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
 
@@ -158,14 +159,6 @@ class LSNet(DenseDetector):
             crosses[name] = tuple([x.unflatten(-1, (landmark_set.num_landmarks, 4)) for x in stage] for stage in (init, refined))
         return transposed[0], crosses
 
-    def _points_and_strides(self, anchors: List[Boxes]) -> Tuple[Tensor, Tensor]:
-        """(R, 2) anchor points and (R,) the stride of each point's level."""
-        points = Boxes.cat(anchors).get_centers()
-        strides = cat(
-            [torch.full((len(a),), float(s), device=points.device) for a, s in zip(anchors, self.anchor_generator.strides)]
-        )
-        return points, strides
-
     def decode_landmarks(self, crosses: Tensor, points: Tensor, strides: Union[Tensor, float]) -> Tensor:
         """
         Args:
@@ -182,7 +175,7 @@ class LSNet(DenseDetector):
     def forward_training(self, images, features, predictions, gt_instances):
         logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
-        points, strides = self._points_and_strides(anchors)
+        points, strides = anchor_points_and_strides(anchors, self.anchor_generator.strides)
         for name in crosses:
             field = f"gt_{name}_landmarks"
             if any(not x.has(field) for x in gt_instances):
@@ -219,7 +212,7 @@ class LSNet(DenseDetector):
         image and averaged over workers.
 
         Args:
-            points (R, 2), strides (R,): see :meth:`_points_and_strides`.
+            points (R, 2), strides (R,): see :func:`iou_aware.modeling.box_regression.anchor_points_and_strides`.
             logits, crosses: see :meth:`_transpose`.
             init_matched, refine_matched: per image (R,) GT index of each point, -1 for none.
         """
