@@ -331,3 +331,20 @@ def test_autocast_bfloat16(mode):
     assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
     (grad,) = torch.autograd.grad(loss.sum(), pred)
     assert torch.isfinite(grad).all()
+
+
+def test_box_penalty_targets_the_given_boxes_by_hand():
+    """A perfect landmark prediction is penalized only by how its box misses ``target_boxes``."""
+    # Landmarks top (0, -1), left (-1, 0), bottom (0, 1), right (1, 0), centre (0, 0): box (-1, -1, 1, 1).
+    target = torch.tensor([[[0.0, -1.0], [-1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)
+    pred = offsets_to_crosses(target)
+    assert cross_iou_loss(pred, target, "box").item() == pytest.approx(0.0, abs=1e-12)
+    # GT box (-1, -1, 1, 2): centres (0, 0) and (0, 0.5), rho^2 = 0.25; enclosing 2 x 3, c^2 = 13;
+    # cross-IoU 1, so the aspect term is v^2 / v = v with v = 4 / pi^2 (atan(2 / 3) - atan(1))^2.
+    v = 4 / math.pi**2 * (math.atan(2 / (3 + EPS)) - math.atan(2 / (2 + EPS))) ** 2
+    expected = 0.25 / (13 + EPS) + v**2 / (v + EPS)
+    gt_box = torch.tensor([[-1.0, -1.0, 1.0, 2.0]], dtype=torch.float64)
+    loss = cross_iou_loss(pred, target, "box", target_boxes=gt_box)
+    torch.testing.assert_close(loss, torch.tensor([expected], dtype=torch.float64))
+    with pytest.raises(ValueError, match="target_boxes must have shape"):
+        cross_iou_loss(pred, target, "box", target_boxes=gt_box[:, :3])

@@ -9,6 +9,7 @@ from iou_aware.data.landmarks import (
     flip_extreme_points,
     sample_contour,
 )
+from iou_aware.data.rendering import mask_to_polygons, polygons_extent
 from iou_aware.modeling.postprocessing import rasterize_polygons
 
 
@@ -160,3 +161,64 @@ def test_rasterize_polygons_handles_several_and_none():
     assert masks.shape == (2, 10, 12) and masks.dtype == torch.bool
     assert masks.sum(dim=(1, 2)).tolist() == [16, 36]
     assert rasterize_polygons(torch.zeros(0, 36, 2), 10, 12).shape == (0, 10, 12)
+
+
+# --- Extreme points: on the annotation box, independent of the vertex order ------------------------
+
+
+def _circle_mask(size=40, centre=(19.5, 17.0), radius=11.0):
+    ys, xs = np.mgrid[:size, :size]
+    return (xs + 0.5 - centre[0]) ** 2 + (ys + 0.5 - centre[1]) ** 2 <= radius**2
+
+
+def _star(points=5, cx=30.0, cy=30.0, outer=20.0, inner=8.0):
+    """A star symmetric about x = cx (one tip straight up), as a flat polygon."""
+    angles = np.arange(2 * points) * np.pi / points
+    radii = np.where(np.arange(2 * points) % 2 == 0, outer, inner)
+    return np.stack([cx + radii * np.sin(angles), cy - radii * np.cos(angles)], axis=1)
+
+
+def test_extreme_landmarks_lie_on_the_annotation_box_for_any_vertex_convention():
+    mask = _circle_mask()
+    polygons = mask_to_polygons(mask)  # vertices at pixel centres
+    box = polygons_extent(polygons)  # the pixels' extent: vertices +- 0.5 px
+    coco_box = [5.0, 5.0, 40.0, 30.0]  # COCO convention: vertices on the box
+    coco_polygon = [5.0, 5.0, 40.0, 5.0, 40.0, 30.0, 5.0, 30.0]
+    for polys, gt_box in ((polygons, box), ([coco_polygon], coco_box)):
+        points = extreme_points(polys, gt_box)
+        # The box of the landmarks (x of left, y of top, x of right, y of bottom) is the GT box.
+        np.testing.assert_allclose([points[1, 0], points[0, 1], points[3, 0], points[2, 1]], gt_box, atol=1e-5)
+        np.testing.assert_allclose(points[4], [(gt_box[0] + gt_box[2]) / 2, (gt_box[1] + gt_box[3]) / 2], atol=1e-5)
+
+
+def test_a_flat_extreme_gives_the_middle_of_its_run():
+    # The top edge runs from x = 10 to x = 50 and the bottom from 20 to 30 in every vertex order.
+    polygon = np.array([[10, 10], [50, 10], [40, 40], [30, 50], [20, 50], [0, 40]], dtype=np.float64)
+    for start in range(len(polygon)):
+        for order in (1, -1):
+            vertices = np.roll(polygon[::order], start, axis=0).reshape(-1).tolist()
+            points = extreme_points([vertices], [0, 10, 50, 50])
+            np.testing.assert_allclose(points[0], [30, 10])  # middle of the top run
+            np.testing.assert_allclose(points[2], [25, 50])  # middle of the bottom run
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "star"])
+def test_mirror_symmetric_shapes_get_mirrored_landmarks_for_any_start_vertex(shape):
+    width = 60
+    if shape == "circle":
+        # A raster circle symmetric about x = 20, outlined by cv2 (starting at its top-left).
+        mask = _circle_mask(size=width, centre=(20.0, 23.0))
+        outlines = [np.asarray(mask_to_polygons(m)[0]).reshape(-1, 2) for m in (mask, mask[:, ::-1].copy())]
+    else:
+        outline = _star() if shape == "star" else np.array([[10, 10], [50, 10], [50, 50], [10, 50]], dtype=np.float64)
+        outlines = [outline, np.stack([width - outline[:, 0], outline[:, 1]], axis=1)]
+    original, mirrored = outlines
+    box = list(original.min(axis=0)) + list(original.max(axis=0))
+    mirrored_box = [width - box[2], box[1], width - box[0], box[3]]
+    expected = flip_extreme_points(extreme_points([original.reshape(-1).tolist()], box), width)
+    for start in range(0, len(mirrored), max(1, len(mirrored) // 7)):
+        rolled = np.roll(mirrored, start, axis=0).reshape(-1).tolist()
+        np.testing.assert_allclose(extreme_points([rolled], mirrored_box), expected, atol=1e-5)
+        # Mirror symmetry about the box's vertical axis: top and bottom sit on that axis.
+        axis_x = (mirrored_box[0] + mirrored_box[2]) / 2
+        np.testing.assert_allclose(extreme_points([rolled], mirrored_box)[[0, 2], 0], [axis_x, axis_x], atol=1e-5)

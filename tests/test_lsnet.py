@@ -269,3 +269,26 @@ def test_train_mapper_follows_the_meta_architecture(repo_root):
     assert isinstance(build_train_mapper(_cfg(repo_root)), LandmarkDatasetMapper)
     cfg = _cfg(repo_root, "MODEL.META_ARCHITECTURE", "RetinaNet")
     assert not isinstance(build_train_mapper(cfg), LandmarkDatasetMapper)
+
+
+def test_box_loss_penalizes_against_the_annotation_box_not_the_landmarks_box(repo_root):
+    """Landmarks whose box (0, 0, 32, 24) is not the annotation box (0, 0, 32, 32), predicted
+    exactly: the cross-IoU is 1, so the loss is the CIoU-style penalty against the annotation box."""
+    model = build_model(_cfg(repo_root))
+    points = torch.tensor([[16.0, 16.0], [32.0, 16.0]])
+    strides = torch.tensor([8.0, 8.0])
+    instances = Instances((64, 64), gt_boxes=Boxes(torch.tensor([[0.0, 0.0, 32.0, 32.0]])))
+    landmarks = torch.tensor([[[16.0, 0.0], [0.0, 12.0], [16.0, 24.0], [32.0, 12.0], [16.0, 12.0]]])
+    instances.gt_box_landmarks = landmarks
+    unit = model.point_base_scale * 8  # the loss's unit: point_base_scale x stride
+    crosses = torch.zeros(1, 2, 5, 4)
+    crosses[0, 0] = offsets_to_crosses((landmarks[0] - points[0]) / unit) * model.point_base_scale
+    matched = [torch.tensor([0, -1])]
+    loss = model._landmark_loss("box", [crosses], matched, points, strides, [instances])
+    # In units of 32 px around the point (16, 16): predicted box (-0.5, -0.5, 0.5, 0.25), GT box
+    # (-0.5, -0.5, 0.5, 0.5): rho^2 = 0.125^2, c^2 = 2, v = 4 / pi^2 (atan(1) - atan(1 / 0.75))^2.
+    eps = 1e-6
+    v = 4 / math.pi**2 * (math.atan(1 / (1 + eps)) - math.atan(1 / (0.75 + eps))) ** 2
+    expected = 0.125**2 / (2 + eps) + v**2 / (v + eps)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+    assert expected > 0.01

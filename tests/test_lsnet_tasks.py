@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import LandmarkDatasetMapper, contour_landmarks, flip_contour
 from iou_aware.data.stickmen import KEYPOINT_FLIP_MAP, KEYPOINT_NAMES
-from iou_aware.layers import offsets_to_crosses
+from iou_aware.layers import landmarks_to_boxes, offsets_to_crosses
 from iou_aware.modeling import LSNet
 from iou_aware.modeling.postprocessing import rasterize_polygons
 
@@ -278,3 +278,27 @@ def test_mapper_keypoints_follow_the_flip_map(blank_images):
 def test_mapper_keypoint_task_needs_keypoints():
     with pytest.raises(ValueError, match="KEYPOINT_ON"):
         LandmarkDatasetMapper(is_train=True, landmark_task="keypoint", augmentations=[], image_format="BGR")
+
+
+def test_contour_instances_are_assigned_on_the_extent_of_their_contour(repo_root):
+    """As the reference: the assignment box (and the box penalty's target) of a contour instance is
+    the extent of its sampled contour, not the whole-instance box (an occluded object in pieces)."""
+    model = build_model(_cfg(repo_root, CONTOUR_CONFIG))
+    inputs = _inputs("contour", num_images=1)
+    instances = inputs[0]["instances"]
+    instances.gt_boxes = Boxes(instances.gt_boxes.tensor + torch.tensor([-8.0, -8.0, 8.0, 20.0]))
+    contour_extent = landmarks_to_boxes(instances.gt_contour_landmarks, "contour")
+    torch.testing.assert_close(contour_extent[0], torch.tensor([10.0, 12.0, 50.0, 60.0]))
+    torch.testing.assert_close(model.assignment_boxes(instances), contour_extent)
+    seen = []
+    assign = model.init_assigner
+
+    class Recording:
+        def __call__(self, anchors, boxes):
+            seen.append(boxes)
+            return assign(anchors, boxes)
+
+    model.init_assigner = Recording()
+    with EventStorage():
+        model(inputs)
+    torch.testing.assert_close(seen[0], contour_extent)

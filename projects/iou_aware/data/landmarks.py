@@ -92,15 +92,16 @@ def sample_contour(
 
 
 def contour_landmarks(polygons: Sequence[Sequence[float]], num_points: int = 36) -> np.ndarray:
-    """LSNet's contour landmarks: :func:`sample_contour` and, last, the centre of the extent of the
-    instance's largest polygon.
+    """LSNet's contour landmarks: :func:`sample_contour` and, last, the centre of the sampled
+    contour's extent (the reference's polygon centre). That extent (``landmarks_to_boxes(.., "contour")``) is also
+    the box the contour task assigns and penalizes on.
 
     Returns:
         (num_points + 1, 2) float32 absolute (x, y) pixel coordinates.
     """
-    vertices = _largest_polygon(polygons)
-    centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-    return np.concatenate([sample_contour(polygons, num_points), centre[None].astype(np.float32)])
+    contour = sample_contour(polygons, num_points)
+    centre = (contour.min(axis=0) + contour.max(axis=0)) / 2
+    return np.concatenate([contour, centre[None]]).astype(np.float32)
 
 
 def flip_contour(points: np.ndarray, image_width: float) -> np.ndarray:
@@ -122,35 +123,65 @@ def flip_contour(points: np.ndarray, image_width: float) -> np.ndarray:
     return flipped[order]
 
 
+def _band_middle(values: np.ndarray, across: np.ndarray, extreme: float, tolerance: float) -> float:
+    """Middle of the ``across`` coordinates of the points whose ``values`` lie within
+    ``tolerance`` of ``extreme``: where a flat or nearly flat run of the outline ends."""
+    band = across[np.abs(values - extreme) <= tolerance]
+    return float(band.min() + band.max()) / 2
+
+
 def extreme_points(
-    polygons: Optional[Sequence[Sequence[float]]] = None, box: Optional[Sequence[float]] = None
+    polygons: Optional[Sequence[Sequence[float]]] = None,
+    box: Optional[Sequence[float]] = None,
+    tolerance: float = 0.02,
 ) -> np.ndarray:
     """Box landmarks ``[top, left, bottom, right, centre]`` of one instance.
 
-    With polygons: the topmost, leftmost, bottommost and rightmost vertices over all polygons (ties
-    go to the first in the concatenated vertex list) and the centre of the vertices' extent. Without
-    polygons: the border midpoints and centre of the XYXY ``box``.
+    With polygons, each extreme landmark is the middle of the vertices (of all polygons) that lie
+    within ``tolerance`` x the instance's height (top, bottom) or width (left, right) of that
+    extreme, as in the reference's ``gen_coco_lsvr.py`` (ExtremeNet): a flat top gives its middle,
+    not one of its ends. The choice depends on the shape only, not on the vertex order or the
+    starting vertex, so a mirror-symmetric object gets mirrored landmarks when flipped.
 
+    With ``box`` (XYXY, the annotation's box), the landmarks are put on the box: the y of top and
+    bottom and the x of left and right are the box's edges, the other coordinates are clipped into
+    it, and the centre is the box's centre. So the box of the landmarks (x of left, y of top,
+    x of right, y of bottom) IS the annotation box, whatever convention the polygon's vertices
+    follow (COCO's, or vertices at pixel centres inside a +-0.5 px box). Without polygons: the
+    border midpoints and centre of ``box`` (the reference's ``get_border_center``).
+
+    Args:
+        polygons: COCO polygons of one instance, flat ``[x0, y0, x1, y1, ...]`` lists.
+        box: (4,) XYXY absolute box of the instance.
+        tolerance: band of the extremes, a fraction of the instance's height or width.
     Returns:
         (5, 2) float32 absolute (x, y) pixel coordinates.
     """
     vertices = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons or []]
     vertices = [v for v in vertices if len(v)]
-    if vertices:
-        pts = np.concatenate(vertices)
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-        top = pts[np.argmin(pts[:, 1])]
-        left = pts[np.argmin(pts[:, 0])]
-        bottom = pts[np.argmax(pts[:, 1])]
-        right = pts[np.argmax(pts[:, 0])]
-        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-        return np.stack([top, left, bottom, right, centre]).astype(np.float32)
-    if box is None:
+    if not vertices and box is None:
         raise ValueError("extreme_points needs polygons or a box.")
-    x0, y0, x1, y1 = (float(v) for v in box)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return np.array([[cx, y0], [x0, cy], [cx, y1], [x1, cy], [cx, cy]], dtype=np.float32)
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    if not vertices:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        return np.array([[cx, y0], [x0, cy], [cx, y1], [x1, cy], [cx, cy]], dtype=np.float32)
+    pts = np.concatenate(vertices)
+    xs, ys = pts[:, 0], pts[:, 1]
+    (vx0, vy0), (vx1, vy1) = pts.min(axis=0), pts.max(axis=0)
+    tol_y, tol_x = tolerance * (vy1 - vy0), tolerance * (vx1 - vx0)
+    top = [_band_middle(ys, xs, vy0, tol_y), vy0]
+    bottom = [_band_middle(ys, xs, vy1, tol_y), vy1]
+    left = [vx0, _band_middle(xs, ys, vx0, tol_x)]
+    right = [vx1, _band_middle(xs, ys, vx1, tol_x)]
+    if box is None:
+        x0, y0, x1, y1 = vx0, vy0, vx1, vy1
+    else:
+        top[0], bottom[0] = np.clip([top[0], bottom[0]], min(x0, x1), max(x0, x1))
+        left[1], right[1] = np.clip([left[1], right[1]], min(y0, y1), max(y0, y1))
+        top[1], left[0], bottom[1], right[0] = y0, x0, y1, x1
+    centre = [(x0 + x1) / 2, (y0 + y1) / 2]
+    return np.array([top, left, bottom, right, centre], dtype=np.float32)
 
 
 def flip_extreme_points(points: np.ndarray, image_width: float) -> np.ndarray:

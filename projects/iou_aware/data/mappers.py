@@ -23,7 +23,8 @@ class LandmarkDatasetMapper(DatasetMapper):
     the transformed image, for each landmark set of the task (MODEL.LSNET.TASK):
 
     * ``gt_box_landmarks`` (G, 5, 2): [top, left, bottom, right, centre]. Task "box": the extreme
-      points of the instance's polygons, or the box's border midpoints and centre when it has no
+      points of the instance's polygons put on its box (:func:`extreme_points`: the box of the
+      landmarks is the annotation box), or the box's border midpoints and centre when it has no
       polygons; task "keypoint" (the box set beside the keypoints, as the reference): the border
       midpoints and centre of the box.
     * ``gt_contour_landmarks`` (G, 37, 2): 36 contour points (:func:`contour_landmarks`) + centre.

@@ -82,6 +82,7 @@ def cross_iou_loss(
     reduction: str = "none",
     num_groups: int = 9,
     eps: float = 1e-6,
+    target_boxes: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """
     Cross-IoU loss between predicted crosses and ground-truth landmark offsets, whose
@@ -104,7 +105,8 @@ def cross_iou_loss(
 
     The CIoU-style penalty is ``rho^2 / (c^2 + eps) + v^2 / (1 - IoU + v + eps)`` with rho
     the distance between the centres of the predicted box (from
-    :func:`crosses_to_offsets` ``(pred)``) and the ground-truth box (from ``target``), c the
+    :func:`crosses_to_offsets` ``(pred)``) and the ground-truth box (``target_boxes``, by
+    default the box of the ``target`` landmarks), c the
     diagonal of their enclosing box, ``v = 4 / pi^2 * (atan(w_gt / (h_gt + eps)) -
     atan(w / (h + eps)))^2`` and IoU the cross-IoU above. Unlike box_geometry's CIoU,
     ``v / (1 - IoU + v)`` is not detached. A predicted box whose landmarks are swapped
@@ -129,11 +131,17 @@ def cross_iou_loss(
         eps (float): guard added to the numerator and denominator of the overlaps (in the
             unit of ``pred``), to c^2 (in squared units), to the box heights and to
             ``1 - IoU + v``.
+        target_boxes (Tensor[N, 4] or None): XYXY ground-truth boxes of the penalty, in the
+            unit and frame of ``target`` (offsets from the anchor point), e.g. the annotation
+            box as in the reference; None: :func:`landmarks_to_boxes` ``(target, mode)``.
+            Not used by "keypoint".
 
     Returns:
         Tensor[N] for reduction "none", else a scalar; float32 (float64 for float64 pred).
     """
     _check_inputs(pred, target, mode, visible, weight, reduction, num_groups)
+    if target_boxes is not None and target_boxes.shape != (pred.shape[0], 4):
+        raise ValueError(f"target_boxes must have shape ({pred.shape[0]}, 4), got {tuple(target_boxes.shape)}.")
     if pred.dtype not in (torch.float32, torch.float64):
         pred = pred.float()
     with torch.autocast(device_type=pred.device.type, enabled=False):
@@ -164,7 +172,7 @@ def cross_iou_loss(
                     eps,
                 ).mean(dim=1)
             pred_box = landmarks_to_boxes(crosses_to_offsets(pred), mode)
-            target_box = landmarks_to_boxes(target, mode)
+            target_box = landmarks_to_boxes(target, mode) if target_boxes is None else target_boxes.to(pred.dtype)
             loss = 1 - iou + _box_penalty(pred_box, target_box, iou, eps)
         return weighted_reduce(loss, weight, reduction)
 

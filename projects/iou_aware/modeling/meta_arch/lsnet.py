@@ -183,17 +183,27 @@ class LSNet(DenseDetector):
                     f"LSNet ({self.head.task}) trains on `{field}` in each image's instances; build the train "
                     "loader with iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
                 )
-        init_matched = [self.init_assigner([a.tensor for a in anchors], x.gt_boxes.tensor) for x in gt_instances]
+        assignment_boxes = [self.assignment_boxes(x) for x in gt_instances]
+        init_matched = [self.init_assigner([a.tensor for a in anchors], boxes) for boxes in assignment_boxes]
         box_set = self.head.landmark_sets[self.box_source]
         with torch.no_grad():
             init_landmarks = self.decode_landmarks(torch.cat(crosses[self.box_source][0], dim=1), points, strides)
             init_boxes = landmarks_to_boxes(init_landmarks, box_set.cross_iou_mode)  # (N, R, 4)
         level_sizes = [len(a) for a in anchors]
         refine_matched = [
-            self.refine_assigner(list(boxes.split(level_sizes)), x.gt_boxes.tensor)
-            for boxes, x in zip(init_boxes, gt_instances)
+            self.refine_assigner(list(boxes.split(level_sizes)), gt_boxes)
+            for boxes, gt_boxes in zip(init_boxes, assignment_boxes)
         ]
         return self.losses(points, strides, logits, crosses, init_matched, refine_matched, gt_instances)
+
+    def assignment_boxes(self, instances: Instances) -> Tensor:
+        """(G, 4) XYXY boxes the instances are assigned on, and the target boxes of the cross-IoU
+        penalty: the annotation boxes, or for the contour task the extent of the contour
+        landmarks (the reference assigns a contour on its sampled largest component, so an
+        occluded object in two pieces trains on the piece its contour describes)."""
+        if self.head.task == "contour":
+            return landmarks_to_boxes(instances.gt_contour_landmarks, "contour")
+        return instances.gt_boxes.tensor
 
     def losses(
         self,
@@ -252,27 +262,31 @@ class LSNet(DenseDetector):
     def _landmark_loss(self, name, crosses, matched, points, strides, gt_instances) -> Tensor:
         """Summed cross-IoU loss of one landmark set and stage: (N, R, L, 4) crosses against the
         landmarks of the GT matched to each positive point, both in units of
-        point_base_scale * stride."""
+        point_base_scale * stride; the box penalty's target is the GT's :meth:`assignment_boxes`."""
         landmark_set = self.head.landmark_sets[name]
+        mode = landmark_set.cross_iou_mode
         crosses = cat(crosses, dim=1)
-        pred, target, visible = [], [], []
+        pred, target, target_boxes, visible = [], [], [], []
         for crosses_i, matched_i, instances in zip(crosses, matched, gt_instances):
             positive = matched_i >= 0
             gt_index = matched_i[positive]
-            scale = (self.point_base_scale * strides[positive])[:, None, None]
+            scale = (self.point_base_scale * strides[positive])[:, None]
             pred.append(crosses_i[positive] / self.point_base_scale)
             gt = instances.get(f"gt_{name}_landmarks")[gt_index]
-            target.append((gt - points[positive][:, None, :]) / scale)
-            if landmark_set.cross_iou_mode == "keypoint":
+            target.append((gt - points[positive][:, None, :]) / scale[..., None])
+            boxes = self.assignment_boxes(instances)[gt_index]
+            target_boxes.append((boxes - points[positive].repeat(1, 2)) / scale)
+            if mode == "keypoint":
                 visible.append(instances.gt_keypoint_visible[gt_index])
         return cross_iou_loss(
             torch.cat(pred),
             torch.cat(target),
-            mode=landmark_set.cross_iou_mode,
+            mode=mode,
             alpha=self.cross_iou_alpha,
             visible=torch.cat(visible) if visible else None,
             reduction="sum",
             num_groups=self.contour_groups,
+            target_boxes=None if mode == "keypoint" else torch.cat(target_boxes),
         )
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
