@@ -292,3 +292,35 @@ def test_box_loss_penalizes_against_the_annotation_box_not_the_landmarks_box(rep
     expected = 0.125**2 / (2 + eps) + v**2 / (v + eps)
     assert loss.item() == pytest.approx(expected, rel=1e-4)
     assert expected > 0.01
+
+
+def test_points_in_the_padding_of_a_batch_are_neither_positive_nor_negative(repo_root):
+    """Images of 128 x 128 and 128 (h) x 64 (w) padded into one batch: the second image's points
+    with x >= 64 are padding; raising their logits changes no loss (the reference's valid flags)."""
+    points = torch.tensor([[0.0, 0.0], [56.0, 8.0], [64.0, 8.0], [8.0, 127.0], [8.0, 128.0]])
+    inside = LSNet.points_inside_images(points, [(128, 128), (128, 64)])
+    assert inside.tolist() == [[True, True, True, True, False], [True, True, False, True, False]]
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root))
+    inputs = _inputs(size=128)
+    inputs[1]["image"] = inputs[1]["image"][:, :, :64]
+    inputs[1]["instances"] = inputs[1]["instances"][[0]]  # the box inside x < 64
+    head_forward = model.head.forward
+
+    def losses(padding_logit):
+        def forward(features):
+            logits, *rest = head_forward(features)
+            for level, stride in enumerate((8, 16, 32, 64, 128)):
+                first_padded = -(-64 // stride)  # columns with x = j * stride >= 64
+                logits[level] = logits[level].clone()
+                logits[level][1, :, :, first_padded:] += padding_logit
+            return [logits, *rest]
+
+        model.head.forward = forward
+        torch.manual_seed(0)
+        with EventStorage():
+            return {k: v.item() for k, v in model(inputs).items()}
+
+    plain, raised = losses(0.0), losses(20.0)
+    assert plain == pytest.approx(raised, rel=1e-6)

@@ -187,11 +187,20 @@ def test_keypoint_inference_scores_keypoints_with_the_detection(repo_root):
     assert keypoints[:, 2].tolist() == pytest.approx([score] * 17)
 
 
-def test_min_box_area_drops_small_detections(repo_root):
-    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.MIN_BOX_AREA_TEST", 32.0 * 64.0 + 1)).eval()
-    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])  # a 32 x 64 box
+@pytest.mark.parametrize("min_area, kept", [(4000.0, 1), (8192.0, 0)])
+def test_min_box_area_is_measured_on_the_output_image(repo_root, min_area, kept):
+    """One 32 x 64 px detection on a 128 x 128 input shown at 256 x 256: 8192 px^2 there (2048 on the
+    network input); dropped when its area is at most MIN_BOX_AREA_TEST, after NMS, as the reference."""
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.MIN_BOX_AREA_TEST", min_area)).eval()
+    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])  # 32 x 64 px at stride 16
     logits, sets = _one_confident_location(1, [5, 18], [box_offsets, torch.zeros(18, 2)])
-    assert len(_run_inference_with(model, logits, sets)) == 0
+    predictions = [logits] + [crosses for set_crosses in sets for crosses in (set_crosses, set_crosses)]
+    model.head.forward = lambda features: predictions
+    with torch.no_grad():
+        (output,) = model([{"image": torch.zeros(3, 128, 128), "height": 256, "width": 256}])
+    assert len(output["instances"]) == kept
+    if kept:
+        assert output["instances"].pred_boxes.area().item() == pytest.approx(8192.0)
 
 
 def test_forward_scales_polygons_and_fills_masks_at_the_output_resolution(repo_root):

@@ -11,7 +11,7 @@ Inference decodes the refined landmarks: boxes (from the box set, or the contour
 (the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
 score).
 """
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +74,8 @@ class LSNet(DenseDetector):
             point_base_scale: landmark vectors are divided by point_base_scale * stride in the loss.
             cross_iou_alpha, contour_groups: the cross-IoU loss.
             focal_loss_alpha, focal_loss_gamma: the class loss.
-            test_min_box_area: detections with a smaller box (px^2, network input) are dropped.
+            test_min_box_area: detections whose box is at most this area (px^2 of the output
+                image, i.e. the original image) are dropped after NMS, as the reference's pose test.
             Other arguments: as Detectron2's RetinaNet.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
@@ -194,7 +195,18 @@ class LSNet(DenseDetector):
             self.refine_assigner(list(boxes.split(level_sizes)), gt_boxes)
             for boxes, gt_boxes in zip(init_boxes, assignment_boxes)
         ]
-        return self.losses(points, strides, logits, crosses, init_matched, refine_matched, gt_instances)
+        valid = self.points_inside_images(points, images.image_sizes)
+        init_matched = [m.masked_fill(~v, -1) for m, v in zip(init_matched, valid)]
+        refine_matched = [m.masked_fill(~v, -1) for m, v in zip(refine_matched, valid)]
+        return self.losses(points, strides, logits, crosses, init_matched, refine_matched, gt_instances, valid)
+
+    @staticmethod
+    def points_inside_images(points: Tensor, image_sizes: List[Tuple[int, int]]) -> Tensor:
+        """(N, R) bool: which anchor points (R, 2) lie inside each image's (height, width), i.e.
+        not in the padding of the batch. As the reference's valid flags, padding points are
+        neither positives nor negatives."""
+        sizes = points.new_tensor([[w, h] for h, w in image_sizes])  # (N, 2)
+        return (points[None] < sizes[:, None, :]).all(dim=2)
 
     def assignment_boxes(self, instances: Instances) -> Tensor:
         """(G, 4) XYXY boxes the instances are assigned on, and the target boxes of the cross-IoU
@@ -214,6 +226,7 @@ class LSNet(DenseDetector):
         init_matched: List[Tensor],
         refine_matched: List[Tensor],
         gt_instances: List[Instances],
+        valid: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """
         Focal loss on every point against the refinement stage's labels; for each landmark set,
@@ -225,6 +238,7 @@ class LSNet(DenseDetector):
             points (R, 2), strides (R,): see :func:`iou_aware.modeling.box_regression.anchor_points_and_strides`.
             logits, crosses: see :meth:`_transpose`.
             init_matched, refine_matched: per image (R,) GT index of each point, -1 for none.
+            valid: (N, R) bool, the points that count in the class loss (None: all).
         """
         num_images = len(gt_instances)
         refine_matched_all = torch.stack(refine_matched)  # (N, R)
@@ -236,8 +250,11 @@ class LSNet(DenseDetector):
         num_init = self._normalizer(init_matched)
         num_refine = self._normalizer(refine_matched)
         get_event_storage().put_scalar("num_pos_points", (refine_matched_all >= 0).sum().item() / num_images)
+        logits_all = cat(logits, dim=1).flatten(0, 1)
+        if valid is not None:
+            logits_all, one_hot = logits_all[valid.flatten()], one_hot[valid.flatten()]
         loss_cls = sigmoid_focal_loss_jit(
-            cat(logits, dim=1).flatten(0, 1),
+            logits_all,
             one_hot,
             alpha=self.focal_loss_alpha,
             gamma=self.focal_loss_gamma,
@@ -315,8 +332,6 @@ class LSNet(DenseDetector):
                 if "keypoint" in landmarks:
                     keypoint_scores = scores[:, None, None].expand(-1, sets["keypoint"].num_landmarks - 1, 1)
                     detections.pred_keypoints = torch.cat([landmarks["keypoint"][:, :-1], keypoint_scores], dim=2)
-                if self.test_min_box_area > 0:
-                    detections = detections[detections.pred_boxes.area() > self.test_min_box_area]
                 per_level.append(detections)
             results.append(
                 merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
@@ -324,14 +339,20 @@ class LSNet(DenseDetector):
         return results
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
-        """DenseDetector's forward; for contours, the polygons are then scaled like the boxes to
-        the output resolution and filled into ``pred_masks`` (R, H, W) bool. A traced model
+        """DenseDetector's forward; then, at the output resolution, detections with a box of at
+        most ``test_min_box_area`` px^2 are dropped, and for contours the polygons are scaled
+        like the boxes and filled into ``pred_masks`` (R, H, W) bool. A traced model
         (TorchScript export) outputs the polygons only: the filling runs in pycocotools."""
         outputs = super().forward(batched_inputs)
-        if self.training or "contour" not in self.head.landmark_sets:
+        if self.training:
             return outputs
         for output, inputs in zip(outputs, batched_inputs):
             instances = output["instances"]
+            if self.test_min_box_area > 0:
+                instances = instances[instances.pred_boxes.area() > self.test_min_box_area]
+                output["instances"] = instances
+            if "contour" not in self.head.landmark_sets:
+                continue
             in_height, in_width = inputs["image"].shape[-2:]
             out_height, out_width = instances.image_size
             scale = instances.pred_polygons.new_tensor([out_width / in_width, out_height / in_height])
