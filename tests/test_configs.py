@@ -47,3 +47,13 @@ def test_unknown_config_key_fails_naming_the_key():
     add_iou_aware_config(cfg)
     with pytest.raises((KeyError, AssertionError), match="MODEL.IOU_AWARE.ALPHA"):  # yacs raises either
         cfg.merge_from_list(["MODEL.IOU_AWARE.ALPHA", "0.5"])
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "lsnet" in os.path.basename(p) and "/COCO-" in p], ids=lambda p: os.path.relpath(p, REPO_ROOT))
+def test_lsnet_coco_configs_train_as_the_reference(path):
+    """mmdetection's schedule of the reference: 500 linear warmup iterations, the norm of all
+    gradients together clipped at 35 (not Detectron2's per-parameter "norm")."""
+    cfg = _load(path)
+    assert cfg.SOLVER.WARMUP_ITERS == 500 and cfg.SOLVER.WARMUP_METHOD == "linear"
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    assert clip.ENABLED and clip.CLIP_TYPE == "full_model" and clip.CLIP_VALUE == 35.0 and clip.NORM_TYPE == 2.0

@@ -1,4 +1,5 @@
 """Deformable convs of LSNet's head against torchvision's deform_conv2d and direct indexing."""
+import math
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
@@ -117,3 +118,12 @@ def test_pyramid_levels_and_errors():
         pyramid_levels(0, 2)
     with pytest.raises(ValueError, match="implementation"):
         deform_conv3x3(torch.zeros(1, 1, 3, 3), torch.zeros(1, 9, 2, 3, 3), torch.zeros(1, 1, 3, 3), impl="cuda")
+
+
+def test_pyramid_deform_conv_is_initialised_as_the_reference():
+    """mmcv's kaiming_init: normal with std sqrt(2 / fan_out), fan_out = out_channels x 9."""
+    torch.manual_seed(0)
+    conv = PyramidDeformConv(128, 256)
+    expected = math.sqrt(2 / (256 * 9))
+    assert conv.weight.std().item() == pytest.approx(expected, rel=0.01)
+    assert conv.weight.mean().item() == pytest.approx(0.0, abs=expected / 50)

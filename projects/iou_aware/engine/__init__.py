@@ -2,6 +2,7 @@
 checkpoint loading, and a launcher that also runs multi-process training on CPUs."""
 from .checkpoint import EvaluationCheckpointer, IncompatibleCheckpointError, check_weights_file
 from .launch import launch
+from .optimizer import build_optimizer
 from .trainer import Trainer
 
-__all__ = ["Trainer", "EvaluationCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "launch"]
+__all__ = ["Trainer", "EvaluationCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "launch", "build_optimizer"]

@@ -10,6 +10,7 @@ from detectron2.engine import DefaultTrainer
 
 from ..data import ValidatingMapper, build_annotated_test_mapper, build_train_mapper
 from ..evaluation import build_coco_evaluator
+from .optimizer import build_optimizer
 from .resume import AtomicDetectionCheckpointer, RandomState, ResumableTrainingSampler
 
 __all__ = ["Trainer"]
@@ -85,6 +86,12 @@ class Trainer(DefaultTrainer):
             else:
                 self._trainer._data_loader_iter = iter(loader)
             RandomState().load_state_dict(random_state)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's optimizer; ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE: "full_model"`` clips the norm
+        of all gradients together (:func:`iou_aware.engine.optimizer.build_optimizer`)."""
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -155,7 +155,8 @@ class PyramidDeformConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, impl: str = "grid_sample"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
-        nn.init.kaiming_uniform_(self.weight, a=1)
+        # As the reference (mmcv's kaiming_init): He normal over the fan-out.
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.impl = impl
 
     def forward(self, features: Sequence[Tensor], strides: Sequence[int], level: int, positions: Tensor) -> Tensor:

@@ -1,0 +1,41 @@
+"""Detectron2's optimizer, plus gradient clipping of the whole model's norm.
+
+Detectron2's ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE: "norm"`` clips each parameter's gradient on its
+own; mmdetection's ``grad_clip=dict(max_norm=35, norm_type=2)`` (the LSNet and IoU-aware references)
+clips the norm of all gradients together, which is what ``"full_model"`` does here (the name
+Detectron2's DeepLab and Mask2Former projects use for it).
+"""
+import itertools
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.solver import build_optimizer as build_detectron2_optimizer
+
+__all__ = ["FULL_MODEL_CLIP_TYPE", "build_optimizer"]
+
+FULL_MODEL_CLIP_TYPE = "full_model"
+
+
+def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Detectron2's ``build_optimizer``; with ``CLIP_GRADIENTS.CLIP_TYPE: "full_model"`` each step
+    first scales all gradients together so that their ``NORM_TYPE`` norm is at most
+    ``CLIP_VALUE`` (``torch.nn.utils.clip_grad_norm_``)."""
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP_TYPE):
+        return build_detectron2_optimizer(cfg, model)
+    if clip.CLIP_VALUE <= 0:
+        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for full_model clipping, got {clip.CLIP_VALUE}.")
+    plain = cfg.clone()
+    plain.defrost()
+    plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
+    optimizer = build_detectron2_optimizer(plain, model)
+    max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
+
+    class FullModelGradientClipping(type(optimizer)):
+        def step(self, closure=None):
+            params = itertools.chain(*[group["params"] for group in self.param_groups])
+            torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
+            return super().step(closure)
+
+    optimizer.__class__ = FullModelGradientClipping
+    return optimizer
