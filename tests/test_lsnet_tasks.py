@@ -311,3 +311,33 @@ def test_contour_instances_are_assigned_on_the_extent_of_their_contour(repo_root
     with EventStorage():
         model(inputs)
     torch.testing.assert_close(seen[0], contour_extent)
+
+
+@pytest.mark.parametrize("config, task", [(KEYPOINT_CONFIG, "keypoint"), (CONTOUR_CONFIG, "contour")])
+def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(repo_root, config, task):
+    """tools/diagnose_lsnet.py's AP ceiling: the refined crosses it writes into the head outputs
+    decode, at each positive point, to that point's GT landmarks (and nowhere else change). An
+    untrained model has no refinement positives: the initial stage's assignment stands in."""
+    import diagnose_lsnet
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, config))
+    inputs = _inputs(task)
+    gt_instances = [x["instances"] for x in inputs]
+    images = model.preprocess_image(inputs)
+    features = model.backbone(images.tensor)
+    features = [features[f] for f in model.head_in_features]
+    with torch.no_grad(), EventStorage():
+        predictions = model.head(features)
+        points, strides, _, crosses, matched_all, _, _ = model.assign(images, features, predictions, gt_instances)
+        ceiling = diagnose_lsnet._with_ground_truth_landmarks(model, predictions, points, strides, matched_all, gt_instances)
+        _, ceiling_crosses = model._transpose(ceiling)
+    for name, (_, refined) in ceiling_crosses.items():
+        refined = torch.cat(refined, dim=1)
+        original = torch.cat(crosses[name][1], dim=1)
+        for image, (matched, instances) in enumerate(zip(matched_all, gt_instances)):
+            positive = matched >= 0
+            assert positive.sum() == len(instances)
+            decoded = model.decode_landmarks(refined[image][positive], points[positive], strides[positive])
+            torch.testing.assert_close(decoded, instances.get(f"gt_{name}_landmarks")[matched[positive]], atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(refined[image][~positive], original[image][~positive])

@@ -174,6 +174,18 @@ class LSNet(DenseDetector):
         return points[..., None, :] + crosses_to_offsets(crosses) * strides
 
     def forward_training(self, images, features, predictions, gt_instances):
+        return self.losses(*self.assign(images, features, predictions, gt_instances), gt_instances)
+
+    def assign(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):
+        """The targets of both stages for a batch of head outputs.
+
+        Returns:
+            points (R, 2), strides (R,): anchor points and their strides, all levels;
+            logits, crosses: see :meth:`_transpose`;
+            init_matched, refine_matched: per image (R,) GT index of each point, -1 for none
+                (padding points are never positive);
+            valid: (N, R) bool, the points inside their image (:meth:`points_inside_images`).
+        """
         logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
         points, strides = anchor_points_and_strides(anchors, self.anchor_generator.strides)
@@ -198,7 +210,7 @@ class LSNet(DenseDetector):
         valid = self.points_inside_images(points, images.image_sizes)
         init_matched = [m.masked_fill(~v, -1) for m, v in zip(init_matched, valid)]
         refine_matched = [m.masked_fill(~v, -1) for m, v in zip(refine_matched, valid)]
-        return self.losses(points, strides, logits, crosses, init_matched, refine_matched, gt_instances, valid)
+        return points, strides, logits, crosses, init_matched, refine_matched, valid
 
     @staticmethod
     def points_inside_images(points: Tensor, image_sizes: List[Tuple[int, int]]) -> Tensor:
@@ -225,8 +237,8 @@ class LSNet(DenseDetector):
         crosses: Dict[str, Tuple[List[Tensor], List[Tensor]]],
         init_matched: List[Tensor],
         refine_matched: List[Tensor],
+        valid: Optional[Tensor],
         gt_instances: List[Instances],
-        valid: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """
         Focal loss on every point against the refinement stage's labels; for each landmark set,
