@@ -348,3 +348,25 @@ def test_box_penalty_targets_the_given_boxes_by_hand():
     torch.testing.assert_close(loss, torch.tensor([expected], dtype=torch.float64))
     with pytest.raises(ValueError, match="target_boxes must have shape"):
         cross_iou_loss(pred, target, "box", target_boxes=gt_box[:, :3])
+
+
+def test_keypoint_object_overlap_by_hand():
+    """keypoint_overlap="object": one overlap over the channels of the counted landmarks."""
+    target = torch.full((1, 18, 2), 5.0, dtype=torch.float64)  # invisible ones: any value
+    target[0, 0] = torch.tensor([2.0, -1.0])  # crosses [y-, y+, x-, x+] = [1, 0.2, 0.4, 2]
+    target[0, 17] = 0.0  # the centre, on the point: crosses all 0
+    pred = torch.full((1, 18, 4), 7.0, dtype=torch.float64)
+    pred[0, 0] = torch.tensor([1.0, 0.2, 0.4, 3.0])  # x+ one unit too long
+    pred[0, 17] = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    visible = torch.zeros(1, 18, dtype=torch.bool)
+    visible[0, 0] = True
+    # Minima 1 + 0.2 + 0.4 + 2 + 0 = 3.6; maxima 1 + 0.2 + 0.4 + 3 + 0.5 = 5.1.
+    loss = cross_iou_loss(pred, target, "keypoint", visible=visible, keypoint_overlap="object")
+    torch.testing.assert_close(loss, torch.tensor([1 - (3.6 + EPS) / (5.1 + EPS)], dtype=torch.float64))
+    # The reference's per-axis pooling of the same case: landmark 0's y axis matches, its x axis
+    # 2.4 / 3.4; the centre's y axis eps / (0.5 + eps), its x axis 0 / 0 -> 1; over 2 x 18 axes.
+    axis = cross_iou_loss(pred, target, "keypoint", visible=visible)
+    expected = ((1 - (2.4 + EPS) / (3.4 + EPS)) + (1 - EPS / (0.5 + EPS))) / 36
+    torch.testing.assert_close(axis, torch.tensor([expected], dtype=torch.float64))
+    with pytest.raises(ValueError, match="keypoint_overlap must be one of"):
+        cross_iou_loss(pred, target, "keypoint", visible=visible, keypoint_overlap="group")

@@ -110,6 +110,9 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # Stage weights of the box set that pose ("keypoint") predicts beside the keypoints.
     cfg.MODEL.LSNET.BOX_BRANCH_INIT_LOSS_WEIGHT = 0.1
     cfg.MODEL.LSNET.BOX_BRANCH_REFINE_LOSS_WEIGHT = 0.2
+    # Keypoints: how the cross-IoU pools its overlaps, "axis" (one per keypoint and axis, the
+    # reference) or "object" (one over all keypoints of the person); see docs/lsnet_pose.md.
+    cfg.MODEL.LSNET.KEYPOINT_OVERLAP = "axis"
     # Contours: interleaved groups of the grouped cross-IoU (must divide 36).
     cfg.MODEL.LSNET.CONTOUR_GROUPS = 9
     # Focal loss of the classes.

@@ -16,6 +16,7 @@ from .reduction import check_weight_and_reduction, weighted_reduce
 
 __all__ = [
     "CROSS_IOU_MODES",
+    "KEYPOINT_OVERLAPS",
     "offsets_to_crosses",
     "crosses_to_offsets",
     "landmarks_to_boxes",
@@ -24,6 +25,9 @@ __all__ = [
 
 # Number of landmarks L of each mode, the centre (last) included.
 CROSS_IOU_MODES = {"box": 5, "contour": 37, "keypoint": 18}
+# How "keypoint" mode pools the overlaps: per landmark and axis (the reference), or one overlap
+# over all counted landmarks of the object (as "box" does).
+KEYPOINT_OVERLAPS = ("axis", "object")
 
 
 
@@ -83,6 +87,7 @@ def cross_iou_loss(
     num_groups: int = 9,
     eps: float = 1e-6,
     target_boxes: Optional[torch.Tensor] = None,
+    keypoint_overlap: str = "axis",
 ) -> torch.Tensor:
     """
     Cross-IoU loss between predicted crosses and ground-truth landmark offsets, whose
@@ -101,7 +106,10 @@ def cross_iou_loss(
       ``(min(p-, t-) + min(p+, t+) + eps) / (max(p-, t-) + max(p+, t+) + eps)``;
       ``loss = sum over the visible landmarks and both axes of (1 - overlap) / (2 L)``. The
       centre always counts as visible. Invisible landmarks affect neither the loss nor the
-      gradients. No box penalty.
+      gradients. No box penalty. With ``keypoint_overlap="object"``: one overlap over all the
+      channels of the counted landmarks, ``loss = 1 - sum of minima / sum of maxima``, as
+      "box" pools its 20 channels; each channel's gradient is then scaled by the object's
+      size rather than by its own axis's length (see docs/lsnet_pose.md).
 
     The CIoU-style penalty is ``rho^2 / (c^2 + eps) + v^2 / (1 - IoU + v + eps)`` with rho
     the distance between the centres of the predicted box (from
@@ -131,6 +139,7 @@ def cross_iou_loss(
         eps (float): guard added to the numerator and denominator of the overlaps (in the
             unit of ``pred``), to c^2 (in squared units), to the box heights and to
             ``1 - IoU + v``.
+        keypoint_overlap (str): "axis" | "object", how "keypoint" pools its overlaps (above).
         target_boxes (Tensor[N, 4] or None): XYXY ground-truth boxes of the penalty, in the
             unit and frame of ``target`` (offsets from the anchor point), e.g. the annotation
             box as in the reference; None: :func:`landmarks_to_boxes` ``(target, mode)``.
@@ -140,6 +149,8 @@ def cross_iou_loss(
         Tensor[N] for reduction "none", else a scalar; float32 (float64 for float64 pred).
     """
     _check_inputs(pred, target, mode, visible, weight, reduction, num_groups)
+    if keypoint_overlap not in KEYPOINT_OVERLAPS:
+        raise ValueError(f"keypoint_overlap must be one of {KEYPOINT_OVERLAPS}, got {keypoint_overlap!r}.")
     if target_boxes is not None and target_boxes.shape != (pred.shape[0], 4):
         raise ValueError(f"target_boxes must have shape ({pred.shape[0]}, 4), got {tuple(target_boxes.shape)}.")
     if pred.dtype not in (torch.float32, torch.float64):
@@ -156,10 +167,17 @@ def cross_iou_loss(
             axis_iou = _overlap(axis_inter, axis_union, eps)
             centre = torch.arange(pred.shape[1], device=pred.device) == pred.shape[1] - 1
             counted = visible | centre
-            # Not a product with the mask, so that no value of an invisible landmark (even
-            # inf or NaN) can reach the loss.
-            loss = torch.where(counted[..., None], 1 - axis_iou, 0).sum(dim=(1, 2))
-            loss = loss / (2 * pred.shape[1])
+            # torch.where, not a product with the mask, so that no value of an invisible
+            # landmark (even inf or NaN) can reach the loss.
+            if keypoint_overlap == "object":
+                loss = 1 - _overlap(
+                    torch.where(counted[..., None], axis_inter, 0).sum(dim=(1, 2)),
+                    torch.where(counted[..., None], axis_union, 0).sum(dim=(1, 2)),
+                    eps,
+                )
+            else:
+                loss = torch.where(counted[..., None], 1 - axis_iou, 0).sum(dim=(1, 2))
+                loss = loss / (2 * pred.shape[1])
         else:
             if mode == "box":
                 iou = _overlap(inter.sum(dim=(1, 2)), union.sum(dim=(1, 2)), eps)

@@ -54,6 +54,7 @@ class LSNet(DenseDetector):
         point_base_scale: float = 4.0,
         cross_iou_alpha: float = 0.2,
         contour_groups: int = 9,
+        keypoint_overlap: str = "axis",
         focal_loss_alpha: float = 0.25,
         focal_loss_gamma: float = 2.0,
         test_score_thresh: float = 0.05,
@@ -72,7 +73,7 @@ class LSNet(DenseDetector):
                 the refinement assigner sees the boxes of the initial landmarks as anchors.
             loss_weights: (initial, refined) cross-IoU weights of each landmark set of the head.
             point_base_scale: landmark vectors are divided by point_base_scale * stride in the loss.
-            cross_iou_alpha, contour_groups: the cross-IoU loss.
+            cross_iou_alpha, contour_groups, keypoint_overlap: the cross-IoU loss.
             focal_loss_alpha, focal_loss_gamma: the class loss.
             test_min_box_area: detections whose box is at most this area (px^2 of the output
                 image, i.e. the original image) are dropped after NMS, as the reference's pose test.
@@ -90,6 +91,7 @@ class LSNet(DenseDetector):
         self.point_base_scale = point_base_scale
         self.cross_iou_alpha = cross_iou_alpha
         self.contour_groups = contour_groups
+        self.keypoint_overlap = keypoint_overlap
         self.focal_loss_alpha = focal_loss_alpha
         self.focal_loss_gamma = focal_loss_gamma
         self.test_score_thresh = test_score_thresh
@@ -131,6 +133,7 @@ class LSNet(DenseDetector):
             "point_base_scale": node.POINT_BASE_SCALE,
             "cross_iou_alpha": node.CROSS_IOU_ALPHA,
             "contour_groups": node.CONTOUR_GROUPS,
+            "keypoint_overlap": node.KEYPOINT_OVERLAP,
             "focal_loss_alpha": node.FOCAL_LOSS_ALPHA,
             "focal_loss_gamma": node.FOCAL_LOSS_GAMMA,
             "test_score_thresh": node.SCORE_THRESH_TEST,
@@ -316,6 +319,7 @@ class LSNet(DenseDetector):
             reduction="sum",
             num_groups=self.contour_groups,
             target_boxes=None if mode == "keypoint" else torch.cat(target_boxes),
+            keypoint_overlap=self.keypoint_overlap,
         )
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
