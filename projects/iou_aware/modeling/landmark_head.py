@@ -55,8 +55,8 @@ LANDMARK_SETS = {
     "box": LandmarkSet("box", 5, "box", (0, 1, 2, 3, 4)),
     # 36 contour points + centre: every 5th contour point (8) and the centre.
     "contour": LandmarkSet("contour", 37, "contour", (0, 5, 10, 15, 20, 25, 30, 35, 36)),
-    # 17 COCO keypoints + centre: the odd keypoints (8: right eye, right ear, right shoulder, ...)
-    # and the centre.
+    # 17 COCO keypoints + centre: the odd keypoints (8: left eye, left ear, left shoulder, left
+    # elbow, left wrist, left hip, left knee, left ankle; the reference's choice) and the centre.
     "keypoint": LandmarkSet("keypoint", 18, "keypoint", (1, 3, 5, 7, 9, 11, 13, 15, 17)),
 }
 

@@ -1,0 +1,54 @@
+"""tools/experiments/seeds.py: trains each model per seed, tabulates mean +- std, resumes."""
+import importlib.util
+import math
+import os
+
+import pytest
+
+TINY = [
+    "DATASETS.TRAIN", "('shapes_tiny_train',)", "DATASETS.TEST", "('shapes_tiny_val',)",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "128",
+    "INPUT.MAX_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.STEPS", "(1,)", "DATALOADER.NUM_WORKERS", "0", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+]  # fmt: skip
+
+
+def _seeds_tool(repo_root):
+    spec = importlib.util.spec_from_file_location("seeds_tool", os.path.join(repo_root, "tools", "experiments", "seeds.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mean_and_sample_std():
+    seeds = _seeds_tool(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    mean, std = seeds.mean_std([1.0, 2.0, 6.0])
+    assert mean == pytest.approx(3.0) and std == pytest.approx(math.sqrt(7.0))  # ((4 + 1 + 9) / 2) ** 0.5
+    assert seeds.mean_std([5.0]) == (5.0, 0.0)
+    assert seeds.mean_std([2.0, float("nan"), 4.0]) == pytest.approx((3.0, math.sqrt(2.0)))
+
+
+def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(repo_root, tmp_path, monkeypatch):
+    seeds = _seeds_tool(repo_root)
+    helper = os.path.join(repo_root, "tests", "helpers", "train_and_record_losses.py")  # registers the tiny sets
+    argv = ["--output", str(tmp_path), "--seeds", "1", "2", "--train-script", helper,
+            "--run", "retinanet", f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml", "SOLVER.BASE_LR", "0.001",
+            "--opts", *TINY]  # fmt: skip
+    records = seeds.main(argv)
+    runs = records["retinanet"]
+    assert [r["seed"] for r in runs] == [1, 2] and all(r["wall_time_s"] > 0 for r in runs)
+    for seed in (1, 2):
+        final = tmp_path / "retinanet" / f"seed{seed}" / "final_metrics.json"
+        assert final.is_file()
+        assert (tmp_path / "retinanet" / f"seed{seed}" / "config.yaml").read_text().count("BASE_LR: 0.001") == 1
+    aps = [r["bbox"]["AP"] for r in runs]
+    mean, std = seeds.mean_std(aps)
+    text = (tmp_path / "results.md").read_text()
+    assert f"{mean:.2f} +- {std:.2f}" in text and "retinanet seed 1" in text and "retinanet seed 2" in text
+    assert (tmp_path / "ap_per_seed_bbox.png").stat().st_size > 1000
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(seeds.subprocess, "run", no_training)
+    assert seeds.main(argv)["retinanet"] == runs

@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Train models for several seeds, one run at a time, and tabulate mean +- std over the seeds.
+
+    python tools/experiments/seeds.py --output output/experiments/seeds/shapes --seeds 42 43 44 \
+        --run retinanet configs/Shapes/retinanet_slim_R_FPN.yaml \
+        --run gfl configs/Shapes/gfl_slim_R_FPN.yaml SOLVER.BASE_LR 0.005 \
+        --tasks bbox --opts SOLVER.MAX_ITER 1000
+
+Each ``--run NAME CONFIG [KEY VALUE ...]`` is trained once per seed with ``SEED k`` and everything
+else equal, by ``train_net.py`` in a subprocess, into OUTPUT/NAME/seedK. A run whose
+``final_metrics.json`` exists is skipped, so an interrupted sweep resumes where it stopped (a run
+killed half-way restarts from its beginning). Writes OUTPUT/results.md (per task: mean +- std and
+every seed's value of AP, AP50, AP75, APs, APm, APl, AP60..AP90, and the wall time of each run) and
+OUTPUT/ap_per_seed_<task>.png (AP per model, one point per seed).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+
+from summarize_runs import final_results  # noqa: E402
+
+COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "AP90")
+FINAL = "final_metrics.json"
+
+
+def train_once(train_script: str, config: str, seed: int, output_dir: str, opts: List[str], tasks: List[str]) -> Dict:
+    """Train one (config, seed) run unless its final metrics exist; return them."""
+    final = os.path.join(output_dir, FINAL)
+    if os.path.isfile(final):
+        with open(final) as f:
+            return json.load(f)
+    os.makedirs(output_dir, exist_ok=True)
+    command = [sys.executable, train_script, "--config-file", config, *opts, "SEED", str(seed), "OUTPUT_DIR", output_dir]
+    print("[seeds]", " ".join(command), flush=True)
+    start = time.monotonic()
+    with open(os.path.join(output_dir, "seeds_log.txt"), "w") as log:
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT).returncode
+    wall = time.monotonic() - start
+    if status != 0:
+        raise SystemExit(f"[seeds] training failed (exit {status}); see {output_dir}/seeds_log.txt")
+    record = {"config": config, "seed": seed, "opts": opts, "wall_time_s": wall}
+    record.update({task: final_results(output_dir, task) for task in tasks})
+    with open(final + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(final + ".tmp", final)
+    return record
+
+
+def mean_std(values: List[float]):
+    """Mean and sample standard deviation (n - 1; 0 for one value), ignoring NaNs."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def table(records: Dict[str, List[Dict]], task: str) -> str:
+    """Markdown: a mean +- std row per model, then its seeds' values; the wall time per run."""
+    lines = [f"| {task} | seeds | " + " | ".join(COLUMNS) + " | wall time / run |", "|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    for name, runs in records.items():
+        cells = []
+        for column in COLUMNS:
+            mean, std = mean_std([r[task].get(column, float("nan")) for r in runs])
+            cells.append(f"{mean:.2f} +- {std:.2f}")
+        wall, _ = mean_std([r["wall_time_s"] for r in runs])
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        lines.append(f"| **{name}** | {seeds} | " + " | ".join(cells) + f" | {wall / 60:.1f} min |")
+        for r in runs:
+            values = " | ".join(f"{r[task].get(c, float('nan')):.2f}" for c in COLUMNS)
+            lines.append(f"| {name} seed {r['seed']} | | {values} | {r['wall_time_s'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def plot(records: Dict[str, List[Dict]], task: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(records), 4))
+    for i, (name, runs) in enumerate(records.items()):
+        values = [r[task].get("AP", float("nan")) for r in runs]
+        ax.scatter([i] * len(values), values, color="tab:blue", zorder=3)
+        mean, std = mean_std(values)
+        ax.errorbar([i + 0.15], [mean], yerr=[std], fmt="_", color="black", capsize=4, markersize=14)
+    ax.set_xticks(range(len(records)))
+    ax.set_xticklabels(list(records), rotation=20, ha="right")
+    ax.set_ylabel(f"{task} AP")
+    ax.set_title("AP per seed (dots) and mean +- std")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", nargs="+", action="append", required=True, metavar="NAME CONFIG [KEY VALUE]",
+                        help="a model: its name, config file and its own overrides; repeatable")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--tasks", default="bbox", help="comma-separated COCO tasks to tabulate (bbox, segm, keypoints)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides for every run")
+    parser.add_argument("--train-script", default=os.path.join(REPO_ROOT, "train_net.py"))
+    args = parser.parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    runs = []
+    for spec in args.run:
+        if len(spec) < 2 or len(spec) % 2:
+            raise SystemExit(f"--run needs NAME CONFIG and KEY VALUE pairs, got {spec}")
+        runs.append((spec[0], spec[1], spec[2:]))
+    missing = [config for _, config, _ in runs if not os.path.isfile(config)]
+    if missing:
+        raise SystemExit(f"config files not found: {missing}")
+    records = {name: [] for name, _, _ in runs}
+    for seed in args.seeds:  # seed-major: a partial sweep already compares every model
+        for name, config, opts in runs:
+            output_dir = os.path.join(args.output, name, f"seed{seed}")
+            records[name].append(train_once(args.train_script, config, seed, output_dir, list(args.opts) + opts, tasks))
+    report = [f"Command: `python tools/experiments/seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
+    for task in tasks:
+        report += [table(records, task), ""]
+        plot(records, task, os.path.join(args.output, f"ap_per_seed_{task}.png"))
+    with open(os.path.join(args.output, "results.md"), "w") as f:
+        f.write("\n".join(report))
+    print("\n".join(report))
+    return records
+
+
+if __name__ == "__main__":
+    main()
