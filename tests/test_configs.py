@@ -57,3 +57,40 @@ def test_lsnet_coco_configs_train_as_the_reference(path):
     assert cfg.SOLVER.WARMUP_ITERS == 500 and cfg.SOLVER.WARMUP_METHOD == "linear"
     clip = cfg.SOLVER.CLIP_GRADIENTS
     assert clip.ENABLED and clip.CLIP_TYPE == "full_model" and clip.CLIP_VALUE == 35.0 and clip.NORM_TYPE == 2.0
+
+
+def _coco(name):
+    return _load(f"{REPO_ROOT}/configs/COCO-Detection/{name}")
+
+
+@pytest.mark.parametrize("name", ["gfl_R_50_FPN_1x.yaml", "gflv2_R_50_FPN_1x.yaml", "gflv2_R_101_FPN_ms_2x.yaml"])
+def test_gfl_coco_configs_follow_their_references(name):
+    """implus/GFocal and GFocalV2: P6 from P5 ('on_output'), 500 warmup iterations, no clipping;
+    V1 alone trains biases at 2x the rate without decay and warms up from 1/3."""
+    cfg = _coco(name)
+    assert cfg.MODEL.BACKBONE.NAME == "build_resnet_fpn_p6p7_from_p5_backbone"
+    assert cfg.SOLVER.WARMUP_ITERS == 500 and not cfg.SOLVER.CLIP_GRADIENTS.ENABLED
+    v1 = name.startswith("gfl_")
+    bias_decay = cfg.SOLVER.WEIGHT_DECAY_BIAS
+    bias_decay = cfg.SOLVER.WEIGHT_DECAY if bias_decay is None else bias_decay  # Detectron2: None = WEIGHT_DECAY
+    assert (cfg.SOLVER.BIAS_LR_FACTOR, bias_decay) == ((2.0, 0.0) if v1 else (1.0, cfg.SOLVER.WEIGHT_DECAY))
+    assert cfg.SOLVER.WARMUP_FACTOR == pytest.approx(1 / 3 if v1 else 0.001)
+
+
+def test_p6_is_computed_from_p5():
+    """The P6 conv of the GFL backbone reads the 256-channel P5, not the 2048-channel C5."""
+    cfg = _coco("gfl_R_50_FPN_1x.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    from detectron2.modeling import build_backbone
+
+    backbone = build_backbone(cfg)
+    assert backbone.top_block.in_feature == "p5" and backbone.top_block.p6.in_channels == 256
+    assert list(backbone.output_shape()) == ["p3", "p4", "p5", "p6", "p7"]
+
+
+@pytest.mark.parametrize("name", ["iou_aware_retinanet_R_50_FPN_1x.yaml", "iou_aware_retinanet_R_101_FPN_1x.yaml"])
+def test_iou_aware_coco_configs_clip_the_global_norm_as_the_reference(name):
+    cfg = _coco(name)
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    assert clip.ENABLED and clip.CLIP_TYPE == "full_model" and clip.CLIP_VALUE == 35.0
+    assert cfg.SOLVER.WARMUP_ITERS == 500 and cfg.SOLVER.WARMUP_FACTOR == pytest.approx(1 / 3)
