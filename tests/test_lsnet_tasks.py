@@ -341,3 +341,44 @@ def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(re
             decoded = model.decode_landmarks(refined[image][positive], points[positive], strides[positive])
             torch.testing.assert_close(decoded, instances.get(f"gt_{name}_landmarks")[matched[positive]], atol=1e-4, rtol=1e-5)
             torch.testing.assert_close(refined[image][~positive], original[image][~positive])
+
+
+def _rle_square_with_a_hole(width=100, height=80):
+    """RLE of the pixels [20, 60) x [10, 50) minus a hole [30, 40) x [20, 30)."""
+    from pycocotools import mask as mask_util
+
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[10:50, 20:60] = 1
+    mask[20:30, 30:40] = 0
+    rle = mask_util.encode(np.asfortranarray(mask))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def test_mapper_reads_rle_masks_for_contours_and_extreme_points(blank_images):
+    """An RLE mask with a hole: the contour runs on the outer boundary (vertices at pixel centres,
+    so within 0.5 px of the pixels' edges) and the extreme points sit on the annotation box."""
+    record = _record_with({"bbox": [20.0, 10.0, 60.0, 50.0], "segmentation": _rle_square_with_a_hole()})
+    kwargs = dict(is_train=True, augmentations=[], image_format="BGR")
+    contour = LandmarkDatasetMapper(landmark_task="contour", **kwargs)(dict(record))["instances"].gt_contour_landmarks[0, :36]
+    x, y = contour[:, 0], contour[:, 1]
+    distance_to_outer_edge = torch.stack([x - 20, 60 - x, y - 10, 50 - y]).abs().amin(dim=0)
+    assert distance_to_outer_edge.max() <= 0.5 + 1e-4
+    box = LandmarkDatasetMapper(landmark_task="box", **kwargs)(dict(record))["instances"].gt_box_landmarks[0]
+    torch.testing.assert_close(box, torch.tensor([[40.0, 10.0], [20.0, 30.0], [40.0, 50.0], [60.0, 30.0], [40.0, 30.0]]))
+
+
+def test_mapper_box_task_mixes_polygons_rle_and_box_only_annotations(blank_images):
+    record = _record_with({"bbox": [20.0, 10.0, 60.0, 50.0], "segmentation": _rle_square_with_a_hole()})
+    record["annotations"].append({"bbox": [70.0, 20.0, 90.0, 60.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0})
+    mapper = LandmarkDatasetMapper(is_train=True, landmark_task="box", augmentations=[], image_format="BGR")
+    landmarks = mapper(record)["instances"].gt_box_landmarks
+    # The box-only annotation: border midpoints of (70, 20, 90, 60), as the reference without extreme points.
+    torch.testing.assert_close(landmarks[1], torch.tensor([[80.0, 20.0], [70.0, 40.0], [80.0, 60.0], [90.0, 40.0], [80.0, 40.0]]))
+
+
+def test_mapper_contour_task_names_annotations_without_a_mask(blank_images):
+    record = _record_with({"id": 7, "bbox": [20.0, 10.0, 60.0, 50.0]})
+    mapper = LandmarkDatasetMapper(is_train=True, landmark_task="contour", augmentations=[], image_format="BGR")
+    with pytest.raises(ValueError, match=r"needs a mask .* unused.png has 1 without one \(annotation ids \[7\]\)"):
+        mapper(record)

@@ -1,12 +1,16 @@
 """Data mappers built from Detectron2's DatasetMapper."""
+from typing import List
+
 import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
+from detectron2.structures import BoxMode, PolygonMasks
 
 from ..modeling.landmark_head import TASK_LANDMARK_SETS
 from .landmarks import contour_landmarks, extreme_points
+from .rendering import mask_to_polygons
 
 __all__ = ["build_annotated_test_mapper", "LandmarkDatasetMapper", "build_train_mapper"]
 
@@ -34,7 +38,11 @@ class LandmarkDatasetMapper(DatasetMapper):
     Landmarks are computed from the transformed annotations, so they follow every augmentation:
     a horizontal flip gives mirrored extreme points and contours that keep their orientation and
     start point; keypoints are swapped by the dataset's flip map (Detectron2's
-    ``keypoint_hflip_indices``). Polygons are read for the landmarks only: ``gt_masks`` is dropped.
+    ``keypoint_hflip_indices``). Masks are read for the landmarks only (``gt_masks`` is dropped), in
+    any format Detectron2's R-CNNs accept: polygons, and COCO RLE (an image with an RLE mask is read
+    as bitmasks by Detectron2, and each mask's outline is traced with :func:`mask_to_polygons`: the
+    outer boundaries of its components, vertices at pixel centres). For the box task an annotation
+    without a mask gets its box's border midpoints; the contour task needs a mask on every one.
     """
 
     @configurable
@@ -64,12 +72,17 @@ class LandmarkDatasetMapper(DatasetMapper):
 
     def __call__(self, dataset_dict):
         image_name = dataset_dict.get("file_name", dataset_dict.get("image_id"))
+        if self.use_instance_mask:
+            dataset_dict = self._with_a_mask_on_every_annotation(dataset_dict, image_name)
+            # Detectron2 reads polygons as PolygonMasks and needs "bitmask" for RLE.
+            segmentations = [a.get("segmentation") for a in dataset_dict.get("annotations", [])]
+            self.instance_mask_format = "polygon" if all(isinstance(x, list) for x in segmentations) else "bitmask"
         dataset_dict = super().__call__(dataset_dict)
         instances = dataset_dict.get("instances")
         if instances is None:
             return dataset_dict
         boxes = instances.gt_boxes.tensor.numpy()
-        polygons = instances.gt_masks.polygons if instances.has("gt_masks") else [None] * len(instances)
+        polygons = _instance_polygons(instances.gt_masks) if instances.has("gt_masks") else [None] * len(instances)
         if instances.has("gt_masks"):
             instances.remove("gt_masks")
         if "box" in self.landmark_sets:
@@ -77,8 +90,6 @@ class LandmarkDatasetMapper(DatasetMapper):
             landmarks = [extreme_points(p, box) for p, box in zip(box_polygons, boxes)]
             instances.gt_box_landmarks = _as_landmarks(landmarks, 5)
         if "contour" in self.landmark_sets:
-            if len(instances) and polygons[0] is None:
-                raise ValueError(f"LSNet's contour task needs polygon annotations; image {image_name} has none.")
             instances.gt_contour_landmarks = _as_landmarks([contour_landmarks(p) for p in polygons], 37)
         if "keypoint" in self.landmark_sets:
             keypoints = instances.gt_keypoints.tensor  # (G, 17, 3)
@@ -87,6 +98,36 @@ class LandmarkDatasetMapper(DatasetMapper):
             always = torch.ones(len(instances), 1, dtype=torch.bool)
             instances.gt_keypoint_visible = torch.cat([keypoints[..., 2] > 0, always], dim=1)
         return dataset_dict
+
+
+    def _with_a_mask_on_every_annotation(self, dataset_dict, image_name):
+        """Box task: an annotation without a mask gets the polygon of its box, whose extreme
+        points are the box's border midpoints (Detectron2 needs all or none with masks). The
+        contour task names the annotations without one."""
+        annotations = dataset_dict.get("annotations", [])
+        missing = [i for i, a in enumerate(annotations) if not a.get("segmentation") and not a.get("iscrowd", 0)]
+        if not missing or len(missing) == len(annotations) and self.box_from_polygons:
+            if missing:  # no masks at all: Detectron2 reads none, the border midpoints are used
+                dataset_dict = dict(dataset_dict, annotations=[{k: v for k, v in a.items() if k != "segmentation"} for a in annotations])
+            return dataset_dict
+        if not self.box_from_polygons:
+            ids = [annotations[i].get("id", f"#{i}") for i in missing]
+            raise ValueError(
+                f"LSNet's contour task needs a mask (polygon or RLE) on every annotation; image {image_name} has "
+                f"{len(missing)} without one (annotation ids {ids[:5]})."
+            )
+        annotations = [dict(a) for a in annotations]
+        for i in missing:
+            x0, y0, x1, y1 = BoxMode.convert(annotations[i]["bbox"], annotations[i]["bbox_mode"], BoxMode.XYXY_ABS)
+            annotations[i]["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+        return dict(dataset_dict, annotations=annotations)
+
+
+def _instance_polygons(masks) -> List[List[np.ndarray]]:
+    """Per instance, its outline as polygons: PolygonMasks as they are, BitMasks traced."""
+    if isinstance(masks, PolygonMasks):
+        return masks.polygons
+    return [mask_to_polygons(mask, min_area=0.0) for mask in masks.tensor.numpy()]
 
 
 def _as_landmarks(landmarks, num_landmarks: int) -> torch.Tensor:
