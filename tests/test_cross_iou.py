@@ -2,7 +2,7 @@ import math
 import pytest
 import torch
 
-from iou_aware.layers import cross_iou_loss, crosses_to_offsets, offsets_to_crosses
+from iou_aware.layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
 
 EPS = 1e-6  # cross_iou_loss's default eps
 NUM_LANDMARKS = {"box": 5, "contour": 37, "keypoint": 18}
@@ -284,8 +284,9 @@ def test_empty_batch(mode):
         ((2, 5, 4), (2, 5, 3), "box", {}),  # target last dim != 2
         ((2, 5, 4), (3, 5, 2), "box", {}),  # different N
         ((2, 18, 4), (2, 18, 2), "box", {}),  # L != 5
-        ((2, 5, 4), (2, 5, 2), "contour", {}),  # L != 37
-        ((2, 37, 4), (2, 37, 2), "keypoint", {"visible": torch.ones(2, 37, dtype=torch.bool)}),
+        ((2, 5, 4), (2, 5, 2), "contour", {}),  # 9 groups do not divide 4 points
+        ((2, 37, 4), (2, 37, 2), "keypoint", {"visible": torch.ones(2, 36, dtype=torch.bool)}),
+        ((2, 1, 4), (2, 1, 2), "keypoint", {"visible": torch.ones(2, 1, dtype=torch.bool)}),  # L < 2
         ((2, 18, 4), (2, 18, 2), "keypoint", {}),  # visible missing
         ((2, 18, 4), (2, 18, 2), "keypoint", {"visible": torch.ones(2, 18)}),  # not bool
         ((2, 5, 4), (2, 5, 2), "box", {"visible": torch.ones(2, 5, dtype=torch.bool)}),
@@ -370,3 +371,47 @@ def test_keypoint_object_overlap_by_hand():
     torch.testing.assert_close(axis, torch.tensor([expected], dtype=torch.float64))
     with pytest.raises(ValueError, match="keypoint_overlap must be one of"):
         cross_iou_loss(pred, target, "keypoint", visible=visible, keypoint_overlap="group")
+
+
+def _reference_keypoint_loss(pred, target, visible, alpha=0.2):
+    """Per-axis keypoint cross-IoU in plain Python loops, for any L."""
+    losses = []
+    for p, t, v in zip(pred.tolist(), target.tolist(), visible.tolist()):
+        total = 0.0
+        for i, ((dx, dy), cross) in enumerate(zip(t, p)):
+            if not (v[i] or i == len(t) - 1):
+                continue
+            for axis, d in ((0, dy), (1, dx)):  # crosses are [y-, y+, x-, x+]
+                minus, plus = (abs(d), alpha * abs(d)) if d < 0 else (alpha * abs(d), abs(d))
+                pm, pp = cross[2 * axis], cross[2 * axis + 1]
+                overlap = (min(pm, minus) + min(pp, plus) + EPS) / (max(pm, minus) + max(pp, plus) + EPS)
+                total += 1 - overlap
+        losses.append(total / (2 * len(t)))
+    return torch.tensor(losses, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("num_keypoints", [1, 5, 17, 30])
+def test_keypoint_mode_takes_any_number_of_keypoints(num_keypoints):
+    g = torch.Generator().manual_seed(num_keypoints)
+    L = num_keypoints + 1
+    target = (torch.rand(4, L, 2, generator=g, dtype=torch.float64) - 0.5) * 4
+    pred = torch.rand(4, L, 4, generator=g, dtype=torch.float64) * 2
+    visible = torch.rand(4, L, generator=g) > 0.3
+    loss = cross_iou_loss(pred, target, "keypoint", visible=visible)
+    torch.testing.assert_close(loss, _reference_keypoint_loss(pred, target, visible))
+
+
+def test_contour_mode_takes_any_number_of_points():
+    """12 points on a circle + centre in 4 groups: a perfect prediction gives 0, one point off by
+    one unit changes only its group's overlap."""
+    angles = torch.arange(12, dtype=torch.float64) * (2 * math.pi / 12)
+    target = torch.cat([torch.stack([2 * torch.cos(angles), 2 * torch.sin(angles)], 1), torch.zeros(1, 2, dtype=torch.float64)])[None]
+    pred = offsets_to_crosses(target)
+    assert cross_iou_loss(pred, target, "contour", num_groups=4).item() == pytest.approx(0.0, abs=1e-9)
+    pred[0, 1, 1] += 1.0  # point 1 (group 1): y+ one unit longer; the extent changes too
+    inter = offsets_to_crosses(target)[0, 1::4].sum()  # group 1's minima: unchanged
+    iou = (3 + (inter + EPS) / (inter + 1 + EPS)) / 4
+    pred_box = landmarks_to_boxes(crosses_to_offsets(pred), "contour")[0].tolist()
+    gt_box = landmarks_to_boxes(target, "contour")[0].tolist()
+    expected = 1 - iou + ciou_penalty(pred_box, gt_box, iou.item())
+    torch.testing.assert_close(cross_iou_loss(pred, target, "contour", num_groups=4), expected.reshape(1))

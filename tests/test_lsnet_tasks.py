@@ -382,3 +382,49 @@ def test_mapper_contour_task_names_annotations_without_a_mask(blank_images):
     mapper = LandmarkDatasetMapper(is_train=True, landmark_task="contour", augmentations=[], image_format="BGR")
     with pytest.raises(ValueError, match=r"needs a mask .* unused.png has 1 without one \(annotation ids \[7\]\)"):
         mapper(record)
+
+
+def test_landmark_schemas_choose_their_kernel_landmarks():
+    from iou_aware.modeling import landmark_sets
+
+    coco = landmark_sets(17, 36)
+    assert coco["keypoint"].kernel_landmarks == (1, 3, 5, 7, 9, 11, 13, 15, 17)  # the reference's
+    assert coco["contour"].kernel_landmarks == (0, 5, 10, 15, 20, 25, 30, 35, 36)  # every 5th
+    small = landmark_sets(5, 12)
+    assert small["keypoint"].num_landmarks == 6 and small["keypoint"].kernel_landmarks == (1, 3, 0, 2, 4, 5)
+    assert small["contour"].num_landmarks == 13 and small["contour"].kernel_landmarks == (0, 2, 4, 6, 8, 10, 12)
+
+
+@pytest.mark.parametrize("task, config", [("keypoint", KEYPOINT_CONFIG), ("contour", CONTOUR_CONFIG)])
+def test_any_landmark_schema_trains(repo_root, task, config):
+    """5 keypoints (MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS) or 12 contour points in 4 groups: the
+    head predicts them (free sampling points fill the kernel) and every loss is finite."""
+    opts = ["MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 5, "MODEL.LSNET.NUM_CONTOUR_POINTS", 12, "MODEL.LSNET.CONTOUR_GROUPS", 4]
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, config, *opts))
+    inputs = _inputs(task)
+    for x in inputs:
+        instances = x["instances"]
+        if task == "keypoint":
+            instances.gt_keypoint_landmarks = instances.gt_keypoint_landmarks[:, [0, 1, 2, 3, 4, 17]]
+            instances.gt_keypoint_visible = instances.gt_keypoint_visible[:, [0, 1, 2, 3, 4, 17]]
+        else:
+            boxes = instances.gt_boxes.tensor.tolist()
+            polygons = [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes]
+            instances.gt_contour_landmarks = torch.as_tensor(np.stack([contour_landmarks(p, 12) for p in polygons]))
+    with EventStorage():
+        losses = model(inputs)
+    assert all(torch.isfinite(v) for v in losses.values()) and losses[f"loss_{task}_init"] > 0
+    sum(losses.values()).backward()
+    assert model.head.branches[task].init_pred.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        (output,) = model([{"image": inputs[0]["image"], "height": 128, "width": 128}])
+    if task == "keypoint":
+        assert output["instances"].pred_keypoints.shape[1:] == (5, 3)
+
+
+def test_a_keypoint_count_other_than_the_models_is_named(repo_root):
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 5))
+    with EventStorage(), pytest.raises(ValueError, match=r"\[17\] landmarks .* predicts 5: set MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS"):
+        model(_inputs("keypoint"))

@@ -113,7 +113,10 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # Keypoints: how the cross-IoU pools its overlaps, "axis" (one per keypoint and axis, the
     # reference) or "object" (one over all keypoints of the person); see docs/lsnet_pose.md.
     cfg.MODEL.LSNET.KEYPOINT_OVERLAP = "axis"
-    # Contours: interleaved groups of the grouped cross-IoU (must divide 36).
+    # Contours: points of the contour (the centre comes on top), and the interleaved groups of
+    # the grouped cross-IoU (must divide NUM_CONTOUR_POINTS). The keypoint count of the pose task
+    # is Detectron2's MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS.
+    cfg.MODEL.LSNET.NUM_CONTOUR_POINTS = 36
     cfg.MODEL.LSNET.CONTOUR_GROUPS = 9
     # Focal loss of the classes.
     cfg.MODEL.LSNET.PRIOR_PROB = 0.01
@@ -123,6 +126,7 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.LSNET.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.LSNET.NMS_THRESH_TEST = 0.6
-    # Drop detections whose box is smaller than this many px^2 (network input); pose on COCO: 1024.
+    # Drop detections whose box is at most this many px^2 of the output (original) image, after NMS,
+    # as the reference's pose test (COCO: 1024).
     cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
     return cfg

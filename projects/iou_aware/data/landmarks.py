@@ -60,7 +60,7 @@ def _resample_outline(vertices: np.ndarray, num_dense: int) -> np.ndarray:
 
 
 def sample_contour(
-    polygons: Sequence[Sequence[float]], num_points: int = 36, num_dense: int = 360
+    polygons: Sequence[Sequence[float]], num_points: int = 36, num_dense: Optional[int] = None
 ) -> np.ndarray:
     """Contour landmarks: ``num_points`` points at equal arc length on the instance's outline.
 
@@ -73,10 +73,11 @@ def sample_contour(
     Args:
         polygons: COCO polygons of one instance, each a flat ``[x0, y0, x1, y1, ...]`` list.
         num_points: number of landmarks; ``num_dense`` should be a multiple of it.
-        num_dense: resolution of the intermediate resampling.
+        num_dense: resolution of the intermediate resampling (default: 10 x num_points).
     Returns:
         (num_points, 2) float32 absolute (x, y) pixel coordinates.
     """
+    num_dense = 10 * num_points if num_dense is None else num_dense
     if num_dense < num_points:
         raise ValueError(f"num_dense={num_dense} must be >= num_points={num_points}.")
     vertices = _largest_polygon(polygons)

@@ -31,9 +31,10 @@ class LandmarkDatasetMapper(DatasetMapper):
       landmarks is the annotation box), or the box's border midpoints and centre when it has no
       polygons; task "keypoint" (the box set beside the keypoints, as the reference): the border
       midpoints and centre of the box.
-    * ``gt_contour_landmarks`` (G, 37, 2): 36 contour points (:func:`contour_landmarks`) + centre.
-    * ``gt_keypoint_landmarks`` (G, 18, 2): the 17 keypoints + the box centre, and
-      ``gt_keypoint_visible`` (G, 18) bool (COCO visibility > 0; the centre always visible).
+    * ``gt_contour_landmarks`` (G, C + 1, 2): C = ``num_contour_points`` contour points
+      (:func:`contour_landmarks`) + centre.
+    * ``gt_keypoint_landmarks`` (G, K + 1, 2): the dataset's K keypoints + the box centre, and
+      ``gt_keypoint_visible`` (G, K + 1) bool (COCO visibility > 0; the centre always visible).
 
     Landmarks are computed from the transformed annotations, so they follow every augmentation:
     a horizontal flip gives mirrored extreme points and contours that keep their orientation and
@@ -46,10 +47,11 @@ class LandmarkDatasetMapper(DatasetMapper):
     """
 
     @configurable
-    def __init__(self, is_train: bool = True, *, landmark_task: str = "box", **kwargs):
+    def __init__(self, is_train: bool = True, *, landmark_task: str = "box", num_contour_points: int = 36, **kwargs):
         """
         Args:
             landmark_task: a key of iou_aware.modeling.TASK_LANDMARK_SETS.
+            num_contour_points: contour points of the contour task (MODEL.LSNET.NUM_CONTOUR_POINTS).
             kwargs: DatasetMapper's arguments; "keypoint" needs ``use_keypoint=True``.
         """
         if landmark_task not in TASK_LANDMARK_SETS:
@@ -63,11 +65,13 @@ class LandmarkDatasetMapper(DatasetMapper):
         super().__init__(is_train, **kwargs)
         self.landmark_sets = TASK_LANDMARK_SETS[landmark_task]
         self.box_from_polygons = landmark_task == "box"
+        self.num_contour_points = num_contour_points
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
         ret["landmark_task"] = cfg.MODEL.LSNET.TASK
+        ret["num_contour_points"] = cfg.MODEL.LSNET.NUM_CONTOUR_POINTS
         return ret
 
     def __call__(self, dataset_dict):
@@ -90,9 +94,10 @@ class LandmarkDatasetMapper(DatasetMapper):
             landmarks = [extreme_points(p, box) for p, box in zip(box_polygons, boxes)]
             instances.gt_box_landmarks = _as_landmarks(landmarks, 5)
         if "contour" in self.landmark_sets:
-            instances.gt_contour_landmarks = _as_landmarks([contour_landmarks(p) for p in polygons], 37)
+            contours = [contour_landmarks(p, self.num_contour_points) for p in polygons]
+            instances.gt_contour_landmarks = _as_landmarks(contours, self.num_contour_points + 1)
         if "keypoint" in self.landmark_sets:
-            keypoints = instances.gt_keypoints.tensor  # (G, 17, 3)
+            keypoints = instances.gt_keypoints.tensor  # (G, K, 3)
             centres = instances.gt_boxes.get_centers()[:, None, :]
             instances.gt_keypoint_landmarks = torch.cat([keypoints[..., :2], centres], dim=1)
             always = torch.ones(len(instances), 1, dtype=torch.bool)

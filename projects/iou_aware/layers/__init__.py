@@ -1,5 +1,5 @@
 from .box_geometry import aligned_box_iou, pairwise_box_iou
-from .cross_iou import CROSS_IOU_MODES, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
+from .cross_iou import CROSS_IOU_MODES, NUM_BOX_LANDMARKS, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
 from .gfl_losses import (
     distribution_focal_loss,
     integral_distance,
@@ -24,5 +24,6 @@ __all__ = [
     "crosses_to_offsets",
     "landmarks_to_boxes",
     "CROSS_IOU_MODES",
+    "NUM_BOX_LANDMARKS",
     "group_norm_32",
 ]

@@ -16,6 +16,7 @@ from .reduction import check_weight_and_reduction, weighted_reduce
 
 __all__ = [
     "CROSS_IOU_MODES",
+    "NUM_BOX_LANDMARKS",
     "KEYPOINT_OVERLAPS",
     "offsets_to_crosses",
     "crosses_to_offsets",
@@ -23,8 +24,10 @@ __all__ = [
     "cross_iou_loss",
 ]
 
-# Number of landmarks L of each mode, the centre (last) included.
-CROSS_IOU_MODES = {"box": 5, "contour": 37, "keypoint": 18}
+CROSS_IOU_MODES = ("box", "contour", "keypoint")
+# The landmarks of "box", the centre (last) included: top, left, bottom, right, centre. "contour"
+# and "keypoint" take any number L >= 2 (points + centre).
+NUM_BOX_LANDMARKS = 5
 # How "keypoint" mode pools the overlaps: per landmark and axis (the reference), or one overlap
 # over all counted landmarks of the object (as "box" does).
 KEYPOINT_OVERLAPS = ("axis", "object")
@@ -98,11 +101,11 @@ def cross_iou_loss(
     * "box" (L = 5: top, left, bottom, right, centre): IoU is the overlap over all 20
       channels of the object; ``loss = 1 - IoU + penalty``, see below, on the box
       (x of left, y of top, x of right, y of bottom) of the decoded landmarks.
-    * "contour" (L = 37: 36 contour points, centre): the contour points are dealt into
+    * "contour" (L - 1 contour points, e.g. 36, then the centre): the contour points are dealt into
       ``num_groups`` interleaved groups, point i into group i % num_groups, and the centre
       joins group 0; IoU is the mean of the groups' overlaps; ``loss = 1 - IoU + penalty``
       on the extent (min / max x and y) of the decoded contour points.
-    * "keypoint" (L = 18: 17 COCO keypoints, centre): one overlap per landmark and axis,
+    * "keypoint" (L - 1 keypoints, e.g. COCO's 17, then the centre): one overlap per landmark and axis,
       ``(min(p-, t-) + min(p+, t+) + eps) / (max(p-, t-) + max(p+, t+) + eps)``;
       ``loss = sum over the visible landmarks and both axes of (1 - overlap) / (2 L)``. The
       centre always counts as visible. Invisible landmarks affect neither the loss nor the
@@ -125,7 +128,8 @@ def cross_iou_loss(
     The computation runs in float32 (float64 for float64 ``pred``), even under autocast.
 
     Args:
-        pred (Tensor[N, L, 4]): predicted non-negative crosses [y-, y+, x-, x+].
+        pred (Tensor[N, L, 4]): predicted non-negative crosses [y-, y+, x-, x+]; L = 5 for
+            "box", any L >= 2 for "contour" and "keypoint".
         target (Tensor[N, L, 2]): ground-truth offsets (dx, dy) from the anchor point, in
             the unit of ``pred``.
         mode (str): one of "box" | "contour" | "keypoint".
@@ -135,7 +139,7 @@ def cross_iou_loss(
         weight (Tensor[N] or None): per-object weight multiplied into the loss.
         reduction (str): "none" | "sum" | "mean". "mean" is the (weighted) sum divided by
             N, and a zero connected to the graph of ``pred`` when N == 0.
-        num_groups (int): number of contour groups of "contour"; divides 36.
+        num_groups (int): number of contour groups of "contour"; divides L - 1.
         eps (float): guard added to the numerator and denominator of the overlaps (in the
             unit of ``pred``), to c^2 (in squared units), to the box heights and to
             ``1 - IoU + v``.
@@ -182,7 +186,7 @@ def cross_iou_loss(
             if mode == "box":
                 iou = _overlap(inter.sum(dim=(1, 2)), union.sum(dim=(1, 2)), eps)
             else:
-                # The centre, landmark 36, falls into group 36 % num_groups = 0.
+                # The centre, landmark L - 1, falls into group (L - 1) % num_groups = 0.
                 group = torch.arange(pred.shape[1], device=pred.device) % num_groups
                 iou = _overlap(
                     _group_sums(inter.sum(dim=-1), group, num_groups),
@@ -198,17 +202,19 @@ def cross_iou_loss(
 def _check_inputs(pred, target, mode, visible, weight, reduction, num_groups) -> None:
     if mode not in CROSS_IOU_MODES:
         raise ValueError(
-            f"Unknown cross-IoU mode {mode!r}; expected one of {tuple(CROSS_IOU_MODES)}."
+            f"Unknown cross-IoU mode {mode!r}; expected one of {CROSS_IOU_MODES}."
         )
-    num_landmarks = CROSS_IOU_MODES[mode]
+    num_landmarks = pred.shape[1] if pred.dim() == 3 else -1
+    wanted = f"{NUM_BOX_LANDMARKS}" if mode == "box" else "L >= 2"
     if (
         pred.dim() != 3
-        or pred.shape[1:] != (num_landmarks, 4)
+        or pred.shape[2] != 4
+        or (num_landmarks != NUM_BOX_LANDMARKS if mode == "box" else num_landmarks < 2)
         or target.shape != (pred.shape[0], num_landmarks, 2)
     ):
         raise ValueError(
-            f"Cross-IoU mode {mode!r} needs pred (N, {num_landmarks}, 4) crosses and target "
-            f"(N, {num_landmarks}, 2) offsets, got {tuple(pred.shape)} and {tuple(target.shape)}."
+            f"Cross-IoU mode {mode!r} needs pred (N, {wanted}, 4) crosses and target (N, same L, 2) "
+            f"offsets, got {tuple(pred.shape)} and {tuple(target.shape)}."
         )
     num_objects = pred.shape[0]
     check_weight_and_reduction(weight, num_objects, reduction)
@@ -245,7 +251,7 @@ def landmarks_to_boxes(landmarks: torch.Tensor, mode: str) -> torch.Tensor:
 
     Args:
         landmarks (Tensor[..., L, 2]): (x, y) landmarks, or offsets from one anchor point.
-        mode (str): a key of :data:`CROSS_IOU_MODES`.
+        mode (str): one of :data:`CROSS_IOU_MODES`.
 
     Returns:
         Tensor[..., 4]: XYXY boxes, in the unit and frame of ``landmarks``.

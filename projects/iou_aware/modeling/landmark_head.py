@@ -25,10 +25,10 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
-from ..layers import crosses_to_offsets, group_norm_32
+from ..layers import NUM_BOX_LANDMARKS, crosses_to_offsets, group_norm_32
 from .deformable import DEFORM_CONV_IMPLS, ModulatedDeformConv, PyramidDeformConv, location_grid
 
-__all__ = ["LandmarkSet", "LANDMARK_SETS", "TASK_LANDMARK_SETS", "LandmarkBranch", "LandmarkHead"]
+__all__ = ["LandmarkSet", "landmark_sets", "landmark_sets_from_config", "TASK_LANDMARK_SETS", "LandmarkBranch", "LandmarkHead"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class LandmarkSet:
     """One kind of landmarks a branch predicts.
 
     Attributes:
-        name: key in :data:`LANDMARK_SETS`; also names the branch, its losses and its targets
+        name: key of :func:`landmark_sets`; also names the branch, its losses and its targets
             (``gt_<name>_landmarks``).
         num_landmarks: L, the centre (always last) included.
         cross_iou_mode: mode of :func:`iou_aware.layers.cross_iou_loss`.
@@ -50,15 +50,39 @@ class LandmarkSet:
     kernel_landmarks: Tuple[int, ...]
 
 
-LANDMARK_SETS = {
-    # [top, left, bottom, right, centre]: all five, plus 4 free points.
-    "box": LandmarkSet("box", 5, "box", (0, 1, 2, 3, 4)),
-    # 36 contour points + centre: every 5th contour point (8) and the centre.
-    "contour": LandmarkSet("contour", 37, "contour", (0, 5, 10, 15, 20, 25, 30, 35, 36)),
-    # 17 COCO keypoints + centre: the odd keypoints (8: left eye, left ear, left shoulder, left
-    # elbow, left wrist, left hip, left knee, left ankle; the reference's choice) and the centre.
-    "keypoint": LandmarkSet("keypoint", 18, "keypoint", (1, 3, 5, 7, 9, 11, 13, 15, 17)),
-}
+def landmark_sets(num_keypoints: int = 17, num_contour_points: int = 36, num_kernel_points: int = 9) -> Dict[str, LandmarkSet]:
+    """The landmark sets of a landmark schema, by name. Kernel landmarks (the deformable conv's
+    sampling points besides the free ones: ``num_kernel_points - 1`` of them, then the centre):
+
+    * "box", [top, left, bottom, right, centre]: all five (+ 4 free points).
+    * "contour", ``num_contour_points`` + centre: every ``ceil(C / (num_kernel_points - 1))``-th
+      contour point from the first, as the reference (every 5th of 36: 8 points), and the centre.
+    * "keypoint", ``num_keypoints`` + centre: the odd keypoints, then the even ones, up to
+      ``num_kernel_points - 1`` (for COCO's 17: the 8 odd ones, left eye, left ear, left
+      shoulder, left elbow, left wrist, left hip, left knee, left ankle, the reference's
+      choice), and the centre; free points fill what fewer keypoints leave.
+    """
+    if num_keypoints < 1 or num_contour_points < 1:
+        raise ValueError(f"A landmark schema needs >= 1 keypoint and contour point, got {num_keypoints} and {num_contour_points}.")
+    slots = num_kernel_points - 1
+    contour_step = math.ceil(num_contour_points / slots)
+    contour_kernel = tuple(range(0, num_contour_points, contour_step))[:slots] + (num_contour_points,)
+    keypoint_order = list(range(1, num_keypoints, 2)) + list(range(0, num_keypoints, 2))
+    keypoint_kernel = tuple(keypoint_order[:slots]) + (num_keypoints,)
+    return {
+        "box": LandmarkSet("box", NUM_BOX_LANDMARKS, "box", (0, 1, 2, 3, 4)),
+        "contour": LandmarkSet("contour", num_contour_points + 1, "contour", contour_kernel),
+        "keypoint": LandmarkSet("keypoint", num_keypoints + 1, "keypoint", keypoint_kernel),
+    }
+
+
+def landmark_sets_from_config(cfg) -> Dict[str, LandmarkSet]:
+    """:func:`landmark_sets` of a config: MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS (the key of
+    Detectron2's Keypoint R-CNN), MODEL.LSNET.NUM_CONTOUR_POINTS, MODEL.LSNET.NUM_KERNEL_POINTS."""
+    return landmark_sets(
+        cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS, cfg.MODEL.LSNET.NUM_CONTOUR_POINTS, cfg.MODEL.LSNET.NUM_KERNEL_POINTS
+    )
+
 
 # MODEL.LSNET.TASK -> its landmark sets; the last one guides the class branch.
 TASK_LANDMARK_SETS = {"box": ("box",), "contour": ("contour",), "keypoint": ("box", "keypoint")}
@@ -170,6 +194,8 @@ class LandmarkHead(nn.Module):
         gradient_mul: float = 0.1,
         prior_prob: float = 0.01,
         deform_conv_impl: str = "grid_sample",
+        num_keypoints: int = 17,
+        num_contour_points: int = 36,
     ):
         """
         Args:
@@ -183,6 +209,7 @@ class LandmarkHead(nn.Module):
                 the initial landmarks.
             prior_prob: initial foreground probability of the class logits.
             deform_conv_impl: one of :data:`iou_aware.modeling.deformable.DEFORM_CONV_IMPLS`.
+            num_keypoints, num_contour_points: the landmark schema (:func:`landmark_sets`).
         """
         super().__init__()
         if task not in TASK_LANDMARK_SETS:
@@ -198,13 +225,14 @@ class LandmarkHead(nn.Module):
         self.task = task
         self.strides = [s.stride for s in input_shape]
         self.num_classes = num_classes
+        schema = landmark_sets(num_keypoints, num_contour_points, num_kernel_points)
         self.cls_tower = _tower(channels, num_convs, deformable_towers, deform_conv_impl)
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.cls_branch = _LandmarkGuidedBranch(channels, num_classes, deform_conv_impl, out_bias=bias)
         self.branches = nn.ModuleDict(
             {
                 name: LandmarkBranch(
-                    LANDMARK_SETS[name],
+                    schema[name],
                     channels,
                     num_convs,
                     deformable_towers,
@@ -230,6 +258,8 @@ class LandmarkHead(nn.Module):
             "gradient_mul": node.GRADIENT_MUL,
             "prior_prob": node.PRIOR_PROB,
             "deform_conv_impl": node.DEFORM_CONV_IMPL,
+            "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS,
+            "num_contour_points": node.NUM_CONTOUR_POINTS,
         }
 
     @property

@@ -192,12 +192,19 @@ class LSNet(DenseDetector):
         logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
         points, strides = anchor_points_and_strides(anchors, self.anchor_generator.strides)
-        for name in crosses:
+        for name, landmark_set in self.head.landmark_sets.items():
             field = f"gt_{name}_landmarks"
             if any(not x.has(field) for x in gt_instances):
                 raise ValueError(
                     f"LSNet ({self.head.task}) trains on `{field}` in each image's instances; build the train "
                     "loader with iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
+                )
+            counts = {x.get(field).shape[1] for x in gt_instances if len(x)} - {landmark_set.num_landmarks}
+            if counts:
+                key = {"keypoint": "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "contour": "MODEL.LSNET.NUM_CONTOUR_POINTS"}.get(name, name)
+                raise ValueError(
+                    f"`{field}` has {sorted(c - 1 for c in counts)} landmarks (+ centre) per instance, the model "
+                    f"predicts {landmark_set.num_landmarks - 1}: set {key} to the dataset's count."
                 )
         assignment_boxes = [self.assignment_boxes(x) for x in gt_instances]
         init_matched = [self.init_assigner([a.tensor for a in anchors], boxes) for boxes in assignment_boxes]
