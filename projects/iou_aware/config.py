@@ -16,6 +16,11 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # FPN levels above P5: "p6p7" (convs on P5, for P3-P7 dense heads) or "maxpool" (P6, R-CNN).
     cfg.MODEL.SLIM_RESNET.FPN_TOP_BLOCK = "p6p7"
 
+    # Start-up checks of the training data (iou_aware.data.dataset_checks): False stops training and
+    # lists every missing image, inverted or out-of-image box and missing mask; True drops them
+    # (the annotations, and the images whose file is missing) and logs the counts.
+    cfg.DATALOADER.FILTER_INVALID_ANNOTATIONS = False
+
     # Focal coefficients of the IoU-family box losses (iou_aware.layers.box_iou_loss), used by every
     # head whose box loss type (e.g. MODEL.RETINANET.BBOX_REG_LOSS_TYPE,
     # MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE) is one of focal_iou / focal_diou / focal_ciou.

@@ -2,13 +2,13 @@
 exactly where a killed run stopped."""
 import os
 import weakref
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.build import _train_loader_from_config
+from detectron2.data.build import _train_loader_from_config, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer
 
-from ..data import ValidatingMapper, build_annotated_test_mapper, build_train_mapper
+from ..data import ValidatingMapper, build_annotated_test_mapper, build_train_mapper, check_training_records
 from ..evaluation import build_coco_evaluator
 from .optimizer import build_optimizer
 from .resume import AtomicDetectionCheckpointer, RandomState, ResumableTrainingSampler
@@ -20,20 +20,39 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer whose evaluator is COCOEvaluator (bbox / segm / keypoints as available)."""
 
     def __init__(self, cfg):
+        # Before the model is built: every problem of the training data at once (iou_aware.data.dataset_checks).
+        self._train_records = self.checked_training_records(cfg)
         super().__init__(cfg)
         self._sampler_seed = getattr(self._trainer.data_loader, "sampler_seed", None)
 
-    @classmethod
-    def build_train_loader(cls, cfg, start: int = 0, sampler_seed: Optional[int] = None):
-        """Detectron2's train loader with the model's mapper (:func:`iou_aware.data.build_train_mapper`);
-        an inverted GT box stops training with an error naming it.
+    @staticmethod
+    def checked_training_records(cfg) -> List[Dict]:
+        """The training records of ``cfg`` (as Detectron2's train loader loads them), checked
+        against the model by :func:`iou_aware.data.check_training_records`."""
+        records = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        )
+        records = check_training_records(cfg, cfg.DATASETS.TRAIN, records)
+        if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:  # images left without annotations by the filter
+            records = [r for r in records if r.get("annotations")]
+        return records
+
+    def build_train_loader(self, cfg, start: int = 0, sampler_seed: Optional[int] = None):
+        """Detectron2's train loader on the checked training records, with the model's mapper
+        (:func:`iou_aware.data.build_train_mapper`); an inverted GT box stops training with an
+        error naming it.
 
         With DATALOADER.SAMPLER_TRAIN "TrainingSampler" (the default) the sampler is a
         :class:`ResumableTrainingSampler` starting at image ``start`` of the stream of
         ``sampler_seed`` (None: a seed shared by all workers, as Detectron2 draws it); the loader
         carries that seed as ``sampler_seed``.
         """
-        kwargs = _train_loader_from_config(cfg, mapper=ValidatingMapper(build_train_mapper(cfg)))
+        kwargs = _train_loader_from_config(
+            cfg, mapper=ValidatingMapper(build_train_mapper(cfg)), dataset=self._train_records
+        )
         seed = None
         if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
             kwargs["sampler"] = ResumableTrainingSampler(len(kwargs["dataset"]), seed=sampler_seed, start=start)
