@@ -4,6 +4,8 @@
     python train_net.py --config-file configs/Shapes/retinanet_slim_R_FPN.yaml
     python train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <checkpoint.pth>
     python train_net.py --config-file <cfg> --num-gpus 8 [KEY VALUE ...]
+    python train_net.py --config-file <cfg> --register-coco my_train train.json images/ \
+        --register-coco my_val val.json images/ DATASETS.TRAIN "('my_train',)" DATASETS.TEST "('my_val',)"
 
 Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls back to "cpu" and
 ``--num-gpus N`` starts N CPU processes on the gloo backend (iou_aware.engine.launch).
@@ -16,6 +18,7 @@ from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 
 from iou_aware.config import add_iou_aware_config
+from iou_aware.data import add_register_coco_argument, oks_sigmas_for, register_coco_datasets
 from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
 
 
@@ -36,12 +39,14 @@ def setup(args):
         logging.getLogger("iou_aware").warning("No CUDA device: running on the CPU.")
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    oks_sigmas_for(cfg, cfg.DATASETS.TEST)  # a keypoint set without known OKS sigmas fails here, not after training
     default_setup(cfg, args)
     return cfg
 
 
 def main(args):
     """Train (or with ``--eval-only`` evaluate) and return the evaluation results dict."""
+    register_coco_datasets(getattr(args, "register_coco", []))  # in every process of a launch
     cfg = setup(args)
     resuming = args.resume and DetectionCheckpointer(None, save_dir=cfg.OUTPUT_DIR).has_checkpoint()
     if not resuming:  # before any work; with --resume the last checkpoint replaces MODEL.WEIGHTS
@@ -56,7 +61,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = add_register_coco_argument(default_argument_parser()).parse_args()
     print("Command Line Args:", args)
     launch(
         main,

@@ -52,6 +52,7 @@ from detectron2.structures import Instances
 
 import iou_aware  # noqa: F401  (registers the package's models and datasets)
 from iou_aware.config import add_iou_aware_config
+from iou_aware.data import add_register_coco_argument, register_coco_datasets
 
 BOX_TOLERANCE = 1e-3  # pixels
 SCORE_TOLERANCE = 1e-5
@@ -67,6 +68,7 @@ def get_parser():
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (MODEL.WEIGHTS <pth>)")
+    add_register_coco_argument(parser)
     return parser
 
 
@@ -166,6 +168,7 @@ def report(name: str, image: torch.Tensor, result: Dict) -> str:
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    register_coco_datasets(args.register_coco)
     cfg = setup_cfg(args)
     meta_arch = cfg.MODEL.META_ARCHITECTURE
 

@@ -4,6 +4,7 @@ from .landmarks import contour_landmarks, extreme_points, flip_contour, flip_ext
 from .mappers import LandmarkDatasetMapper, build_annotated_test_mapper, build_train_mapper
 from .validation import InvalidAnnotationError, ValidatingMapper, check_box_annotations
 from .dataset_checks import DatasetCheckError, DatasetProblem, check_training_records, find_record_problems
+from .user_datasets import add_register_coco_argument, keypoint_metadata, oks_sigmas_for, register_coco_datasets
 from .shapes import SHAPE_CLASSES, render_shapes_image
 from .stickmen import render_stickmen_image
 from .synthetic import (

@@ -7,6 +7,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.logger import create_small_table
 
+from ..data.user_datasets import oks_sigmas_for
 from ..utils import detectron2_has_compiled_ops
 
 __all__ = ["coco_tasks_for", "build_coco_evaluator", "ThresholdedCOCOEvaluator", "AP_IOU_THRESHOLDS"]
@@ -64,6 +65,7 @@ def build_coco_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = Non
     """A ThresholdedCOCOEvaluator for ``dataset_name``; synthetic datasets are generated first.
 
     Uses COCO's pure-Python evaluation when Detectron2's compiled fast path is not installed.
+    Keypoint sets other than COCO's 17 are scored with :func:`iou_aware.data.oks_sigmas_for`.
     """
     if getattr(MetadataCatalog.get(dataset_name), "synthetic_spec", None) is not None:
         DatasetCatalog.get(dataset_name)  # writes the synthetic dataset's files on first use
@@ -73,5 +75,5 @@ def build_coco_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = Non
         distributed=True,
         output_dir=output_dir,
         use_fast_impl=detectron2_has_compiled_ops(),
-        kpt_oks_sigmas=cfg.TEST.KEYPOINT_OKS_SIGMAS,
+        kpt_oks_sigmas=oks_sigmas_for(cfg, [dataset_name]),
     )
