@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent installer: creates ./.venv with torch, torchvision, Detectron2 and this package.
 #
-#   bash scripts/install.sh            # uses $PYTHON (default python3) and ./.venv
+#   bash scripts/install.sh                # uses $PYTHON (default python3) and ./.venv
+#   bash scripts/install.sh --detect-only  # only says which Detectron2 would be used
+#   bash scripts/install.sh --venv-only    # stops once the virtual environment exists
 #
-# If `import detectron2` already works in the environment that runs this script (official build
-# from GitHub source), the venv is created with --system-site-packages and that build is used as
-# is. Otherwise the Python package of Detectron2 0.6 is installed from the PyPI source distribution
+# If `import detectron2, detectron2._C` works with $PYTHON (an official build from GitHub source,
+# in the system Python, a virtualenv or a conda environment), the venv sees that environment's
+# packages (--system-site-packages, plus a .pth file with the environment's own site-packages:
+# a venv's --system-site-packages alone would expose its base interpreter instead) and that build
+# is used as is, with the environment's torch and torchvision (the ones its compiled ops were
+# built against: requirements.txt's torch pins are not installed then). Otherwise the Python package of Detectron2 0.6 is installed from the PyPI source distribution
 # `pb1-detectron2==0.6` (sha256 pinned), without its C++ extension, with a `detectron2._C`
 # placeholder that explains how to get the compiled ops (see README, "Detectron2 builds").
 set -euo pipefail
@@ -21,15 +26,30 @@ cd "$ROOT"
 official_d2=0
 if "$PYTHON" -c "import detectron2, detectron2._C" >/dev/null 2>&1; then
     official_d2=1
+    d2_location="$("$PYTHON" -c "import detectron2; print(detectron2.__file__)")"
+    echo "[install] official Detectron2 found with $PYTHON: $d2_location"
+else
+    echo "[install] no compiled Detectron2 with $PYTHON: the pb1-detectron2==0.6 fallback will be installed"
+fi
+if [ "${1:-}" = "--detect-only" ]; then
+    exit 0
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[install] creating virtual environment $VENV"
     if [ "$official_d2" = 1 ]; then
         "$PYTHON" -m venv --system-site-packages "$VENV"
+        # The environment's own site-packages (a venv's or conda env's), which
+        # --system-site-packages does not expose when $PYTHON is itself a venv.
+        venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+        "$PYTHON" -c 'import sysconfig; p = sysconfig.get_paths(); print("\n".join(dict.fromkeys([p["purelib"], p["platlib"]])))' \
+            > "$venv_site/_iou_aware_parent_environment.pth"
     else
         "$PYTHON" -m venv "$VENV"
     fi
+fi
+if [ "${1:-}" = "--venv-only" ]; then
+    exit 0
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
@@ -40,8 +60,16 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$requirements_hash" ]; then
     exit 0
 fi
 
-echo "[install] installing requirements (torch, torchvision, ...) into $VENV"
-"${PIP[@]}" install -r requirements.txt
+if [ "$official_d2" = 1 ]; then
+    echo "[install] installing requirements into $VENV, keeping the environment's torch and torchvision"
+    requirements="$(mktemp)"
+    grep -v -E '^(torch|torchvision)([=<>! ]|$)' requirements.txt > "$requirements"
+    "${PIP[@]}" install -r "$requirements"
+    rm -f "$requirements"
+else
+    echo "[install] installing requirements (torch, torchvision, ...) into $VENV"
+    "${PIP[@]}" install -r requirements.txt
+fi
 
 if ! "$PY" -c "import detectron2" >/dev/null 2>&1; then
     echo "[install] Detectron2 not found: installing pb1-detectron2==0.6 without its C++ extension"
@@ -61,5 +89,10 @@ fi
 echo "[install] installing iou_aware (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 
-"$PY" -c "import detectron2, iou_aware; print('[install] detectron2', detectron2.__version__, 'from', detectron2.__file__)"
+"$PY" -c "
+import detectron2, iou_aware, torch, torchvision
+print('[install] detectron2', detectron2.__version__, 'from', detectron2.__file__)
+print('[install] torch', torch.__version__, 'torchvision', torchvision.__version__, 'CUDA', torch.version.cuda,
+      '(a GPU is visible)' if torch.cuda.is_available() else '(no GPU visible)')
+"
 echo "$requirements_hash" > "$STAMP"
