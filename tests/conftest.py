@@ -13,6 +13,16 @@ os.environ["IOU_AWARE_DATA"] = tempfile.mkdtemp(prefix="iou_aware_test_data_")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import iou_aware  # noqa: E402
+
+# An editable install of another clone would test that clone's code: fail before collecting.
+_PACKAGE_DIR = os.path.join(REPO_ROOT, "projects", "iou_aware")
+if os.path.realpath(os.path.dirname(iou_aware.__file__)) != os.path.realpath(_PACKAGE_DIR):
+    raise pytest.UsageError(
+        f"iou_aware is imported from {os.path.dirname(iou_aware.__file__)}, not from this checkout ({_PACKAGE_DIR}): "
+        "run `make install` here (or put this checkout's projects/ first on PYTHONPATH)."
+    )
+
 from tiny_datasets import TINY_DATASETS, register_tiny_datasets  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
