@@ -77,7 +77,8 @@ def add_box_shaped_targets(instances: Instances, generator: torch.Generator) -> 
     box_landmarks = [extreme_points(box=b) for b in boxes.numpy()]
     instances.gt_box_landmarks = torch.as_tensor(np.asarray(box_landmarks, dtype=np.float32).reshape(-1, 5, 2))
     contours = [contour_landmarks(p) for p in polygons]
-    instances.gt_contour_landmarks = torch.as_tensor(np.asarray(contours, dtype=np.float32).reshape(len(boxes), -1, 2))
+    num_landmarks = len(contours[0]) if contours else 37  # 36 contour points + centre, the default schema
+    instances.gt_contour_landmarks = torch.as_tensor(np.asarray(contours, dtype=np.float32).reshape(len(boxes), num_landmarks, 2))
     instances.gt_keypoint_landmarks = torch.cat([xy, instances.gt_boxes.get_centers()[:, None]], dim=1)
     instances.gt_keypoint_visible = torch.ones(len(boxes), 18, dtype=torch.bool)
 
