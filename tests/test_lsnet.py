@@ -194,13 +194,41 @@ def test_steps_on_one_batch_lower_every_loss(repo_root):
         assert last < 0.9 * first, (key, first, last)
 
 
-def test_training_without_landmarks_names_the_mapper(repo_root):
+def test_without_landmark_targets_the_model_derives_them_from_the_standard_fields(repo_root):
+    """A user's own mapper gives gt_boxes / gt_masks only: the losses equal those of the targets
+    LandmarkDatasetMapper writes (here border midpoints of the boxes, and extreme points of masks)."""
+    from detectron2.structures import PolygonMasks
+
+    from iou_aware.data.landmarks import extreme_points
+
     model = build_model(_cfg(repo_root))
-    model.train()
     inputs = _inputs()
     for x in inputs:
+        boxes = x["instances"].gt_boxes.tensor.tolist()
+        x["instances"].gt_masks = PolygonMasks([[[x0, y0, x1, y0, (x0 + x1) / 2, y1]] for x0, y0, x1, y1 in boxes])
+    explicit = [dict(x) for x in inputs]
+    for x in explicit:
+        instances = x["instances"]
+        polygons = instances.gt_masks.polygons
+        targets = [extreme_points(p, b) for p, b in zip(polygons, instances.gt_boxes.tensor.numpy())]
+        x["instances"] = Instances(instances.image_size, gt_boxes=instances.gt_boxes, gt_classes=instances.gt_classes)
+        x["instances"].gt_box_landmarks = torch.as_tensor(np.stack(targets))
+    for x in inputs:
         x["instances"].remove("gt_box_landmarks")
-    with EventStorage(), pytest.raises(ValueError, match="LandmarkDatasetMapper"):
+    with EventStorage():
+        torch.manual_seed(0)
+        derived = model(inputs)
+        torch.manual_seed(0)
+        reference = model(explicit)
+    assert {k: v.item() for k, v in derived.items()} == pytest.approx({k: v.item() for k, v in reference.items()})
+
+
+def test_training_without_any_target_names_the_mapper(repo_root):
+    model = build_model(_cfg(repo_root, "MODEL.LSNET.TASK", "contour", "MODEL.MASK_ON", True))
+    inputs = _inputs()
+    for x in inputs:
+        x["instances"].remove("gt_box_landmarks")  # no contour landmarks, no masks either
+    with EventStorage(), pytest.raises(ValueError, match="gt_masks.*LandmarkDatasetMapper"):
         model(inputs)
 
 

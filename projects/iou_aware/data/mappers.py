@@ -1,16 +1,12 @@
 """Data mappers built from Detectron2's DatasetMapper."""
-from typing import List
 
-import numpy as np
-import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
-from detectron2.structures import BoxMode, PolygonMasks
+from detectron2.structures import BoxMode
 
 from ..modeling.landmark_head import TASK_LANDMARK_SETS
-from .landmarks import contour_landmarks, extreme_points
-from .rendering import mask_to_polygons
+from .landmark_targets import add_landmark_targets
 
 __all__ = ["build_annotated_test_mapper", "LandmarkDatasetMapper", "build_train_mapper"]
 
@@ -85,25 +81,10 @@ class LandmarkDatasetMapper(DatasetMapper):
         instances = dataset_dict.get("instances")
         if instances is None:
             return dataset_dict
-        boxes = instances.gt_boxes.tensor.numpy()
-        polygons = _instance_polygons(instances.gt_masks) if instances.has("gt_masks") else [None] * len(instances)
+        add_landmark_targets(instances, self.landmark_sets, self.num_contour_points)
         if instances.has("gt_masks"):
             instances.remove("gt_masks")
-        if "box" in self.landmark_sets:
-            box_polygons = polygons if self.box_from_polygons else [None] * len(instances)
-            landmarks = [extreme_points(p, box) for p, box in zip(box_polygons, boxes)]
-            instances.gt_box_landmarks = _as_landmarks(landmarks, 5)
-        if "contour" in self.landmark_sets:
-            contours = [contour_landmarks(p, self.num_contour_points) for p in polygons]
-            instances.gt_contour_landmarks = _as_landmarks(contours, self.num_contour_points + 1)
-        if "keypoint" in self.landmark_sets:
-            keypoints = instances.gt_keypoints.tensor  # (G, K, 3)
-            centres = instances.gt_boxes.get_centers()[:, None, :]
-            instances.gt_keypoint_landmarks = torch.cat([keypoints[..., :2], centres], dim=1)
-            always = torch.ones(len(instances), 1, dtype=torch.bool)
-            instances.gt_keypoint_visible = torch.cat([keypoints[..., 2] > 0, always], dim=1)
         return dataset_dict
-
 
     def _with_a_mask_on_every_annotation(self, dataset_dict, image_name):
         """Box task: an annotation without a mask gets the polygon of its box, whose extreme
@@ -126,17 +107,6 @@ class LandmarkDatasetMapper(DatasetMapper):
             x0, y0, x1, y1 = BoxMode.convert(annotations[i]["bbox"], annotations[i]["bbox_mode"], BoxMode.XYXY_ABS)
             annotations[i]["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
         return dict(dataset_dict, annotations=annotations)
-
-
-def _instance_polygons(masks) -> List[List[np.ndarray]]:
-    """Per instance, its outline as polygons: PolygonMasks as they are, BitMasks traced."""
-    if isinstance(masks, PolygonMasks):
-        return masks.polygons
-    return [mask_to_polygons(mask, min_area=0.0) for mask in masks.tensor.numpy()]
-
-
-def _as_landmarks(landmarks, num_landmarks: int) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(landmarks, dtype=np.float32).reshape(-1, num_landmarks, 2))
 
 
 def build_train_mapper(cfg) -> DatasetMapper:

@@ -223,6 +223,7 @@ class LandmarkHead(nn.Module):
             raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")
         channels = channels.pop()
         self.task = task
+        self.num_contour_points = num_contour_points
         self.strides = [s.stride for s in input_shape]
         self.num_classes = num_classes
         schema = landmark_sets(num_keypoints, num_contour_points, num_kernel_points)

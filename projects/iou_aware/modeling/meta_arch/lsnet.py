@@ -25,6 +25,7 @@ from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
+from ...data.landmark_targets import add_landmark_targets
 from ...layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
@@ -177,6 +178,7 @@ class LSNet(DenseDetector):
         return points[..., None, :] + crosses_to_offsets(crosses) * strides
 
     def forward_training(self, images, features, predictions, gt_instances):
+        gt_instances = [self._with_landmark_targets(x) for x in gt_instances]
         return self.losses(*self.assign(images, features, predictions, gt_instances), gt_instances)
 
     def assign(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):
@@ -195,10 +197,7 @@ class LSNet(DenseDetector):
         for name, landmark_set in self.head.landmark_sets.items():
             field = f"gt_{name}_landmarks"
             if any(not x.has(field) for x in gt_instances):
-                raise ValueError(
-                    f"LSNet ({self.head.task}) trains on `{field}` in each image's instances; build the train "
-                    "loader with iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
-                )
+                raise ValueError(f"LSNet.assign needs `{field}` in each image's instances (see forward_training).")
             counts = {x.get(field).shape[1] for x in gt_instances if len(x)} - {landmark_set.num_landmarks}
             if counts:
                 key = {"keypoint": "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "contour": "MODEL.LSNET.NUM_CONTOUR_POINTS"}.get(name, name)
@@ -221,6 +220,23 @@ class LSNet(DenseDetector):
         init_matched = [m.masked_fill(~v, -1) for m, v in zip(init_matched, valid)]
         refine_matched = [m.masked_fill(~v, -1) for m, v in zip(refine_matched, valid)]
         return points, strides, logits, crosses, init_matched, refine_matched, valid
+
+    def _with_landmark_targets(self, instances: Instances) -> Instances:
+        """``instances`` with the landmark targets of every set: as LandmarkDatasetMapper wrote
+        them, or derived here from the standard fields (gt_boxes, gt_masks, gt_keypoints) that
+        any Detectron2 mapper gives (on the CPU, once per image: the mapper is the fast path)."""
+        sets = self.head.landmark_sets
+        if all(instances.has(f"gt_{name}_landmarks") for name in sets):
+            return instances
+        try:
+            derived = add_landmark_targets(instances.to("cpu"), list(sets), self.head.num_contour_points)
+        except (AttributeError, KeyError, ValueError) as e:
+            raise ValueError(
+                f"LSNet ({self.head.task}) trains on {[f'gt_{n}_landmarks' for n in sets]}, or derives them from "
+                f"gt_boxes / gt_masks / gt_keypoints, which these instances lack ({e}); build the train loader "
+                "with iou_aware.data.LandmarkDatasetMapper (iou_aware.engine.Trainer does)."
+            ) from e
+        return derived.to(instances.gt_boxes.device)
 
     @staticmethod
     def points_inside_images(points: Tensor, image_sizes: List[Tuple[int, int]]) -> Tensor:
