@@ -15,13 +15,11 @@ import json
 import os
 from collections import OrderedDict
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.config import add_iou_aware_config
+from iou_aware.config import load_config
 from iou_aware.data import add_register_coco_argument, register_coco_datasets
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import (
@@ -33,14 +31,7 @@ from iou_aware.evaluation import (
 
 
 def _setup(args):
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg
+    return load_config(args.config_file, args.opts)
 
 
 def _evaluate(cfg, model, dataset, output_dir, with_localization):

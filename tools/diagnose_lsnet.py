@@ -28,13 +28,12 @@ from collections import OrderedDict, defaultdict
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import build_detection_test_loader
 from detectron2.data import detection_utils as utils
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.config import add_iou_aware_config
+from iou_aware.config import load_config
 from iou_aware.data import LandmarkDatasetMapper
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import build_coco_evaluator
@@ -42,13 +41,7 @@ from iou_aware.layers import offsets_to_crosses
 
 
 def _setup(args):
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    cfg = load_config(args.config_file, args.opts)
     if cfg.MODEL.META_ARCHITECTURE != "LSNet":
         raise SystemExit(f"diagnose_lsnet.py needs an LSNet config, got MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE}")
     return cfg

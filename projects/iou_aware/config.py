@@ -1,7 +1,7 @@
 """``add_iou_aware_config(cfg)``: every config key this package adds, with its default."""
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_iou_aware_config"]
+__all__ = ["add_iou_aware_config", "load_config"]
 
 
 def add_iou_aware_config(cfg: CN) -> CN:
@@ -134,4 +134,20 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # Drop detections whose box is at most this many px^2 of the output (original) image, after NMS,
     # as the reference's pose test (COCO: 1024).
     cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
+    return cfg
+
+
+def load_config(config_file: str, opts=()) -> CN:
+    """The frozen config of a tool: Detectron2's defaults, this package's keys, ``config_file``
+    and ``KEY VALUE`` overrides; MODEL.DEVICE falls back to "cpu" without CUDA."""
+    import torch
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
     return cfg
