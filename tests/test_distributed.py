@@ -51,4 +51,9 @@ def test_two_cpu_processes_match_one_process_with_the_whole_batch(repo_root, tmp
     assert two == pytest.approx(one, rel=1e-4)
     # Evaluation ran on both processes' share of the images and was gathered on the main one.
     assert "Evaluation results for shapes_tiny_val" in log
-    assert (tmp_path / "two" / "inference" / "shapes_tiny_val" / "coco_instances_results.json").is_file()
+    # Score threshold 0: every image has detections, so every image id must be in the gathered file.
+    from detectron2.data import DatasetCatalog
+
+    results = json.loads((tmp_path / "two" / "inference" / "shapes_tiny_val" / "coco_instances_results.json").read_text())
+    expected_ids = {record["image_id"] for record in DatasetCatalog.get("shapes_tiny_val")}
+    assert {r["image_id"] for r in results} == expected_ids

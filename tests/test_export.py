@@ -92,10 +92,10 @@ def test_export_traces_the_model_and_matches_the_eager_model(export_tool, traine
     assert result["num_detections"] > 0  # score threshold 0: the untrained model still detects
     assert result["same_image_ok"], result
     assert result["max_box_diff"] <= 1e-3 and result["max_score_diff"] <= 1e-5
-    # The second check ran on another size and gave a verdict (see the report for which one).
+    # The second check ran on another size, and the traced model matched the eager one there too.
     assert result["other_image_size"] is not None and tuple(result["other_image_size"]) != (128, 128)
-    assert isinstance(result["other_image_ok"], bool)
-    assert export_tool.exit_status(result) == (0 if result["other_image_ok"] else 2)
+    assert result["other_image_ok"] is True, result["other_image"]
+    assert export_tool.exit_status(result) == 0
 
     loaded = torch.jit.load(result["path"])
     outputs = loaded(torch.zeros(3, 128, 128))

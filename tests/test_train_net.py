@@ -109,10 +109,10 @@ def test_eval_only_with_the_checkpoint_reproduces_the_final_evaluation(trained, 
         assert eval_results[task] == pytest.approx(results[task], abs=1e-9, nan_ok=True)
 
 
+@pytest.mark.parametrize("trained", ["iou_aware_retinanet_slim_R_FPN.yaml"], indirect=True)
 def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_path):
+    """The alpha sweep and the upper bound need an IoU-aware model."""
     config, output_dir, results = trained
-    if config != "iou_aware_retinanet_slim_R_FPN.yaml":
-        pytest.skip("the alpha sweep and upper bound need an IoU-aware model")
     import analyze
 
     report = analyze.main(
@@ -136,11 +136,10 @@ def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_pa
         assert (tmp_path / name).is_file()
 
 
+@pytest.mark.parametrize("trained", ["gfl_slim_R_FPN.yaml", "lsnet_slim_R_FPN.yaml"], indirect=True)
 def test_analysis_tool_on_other_trained_models(trained, repo_root, tmp_path):
     """The score-vs-IoU scatter and AP-vs-threshold curve for any dense model of the package."""
     config, output_dir, results = trained
-    if config not in ("gfl_slim_R_FPN.yaml", "lsnet_slim_R_FPN.yaml"):
-        pytest.skip("one GFL and one LSNet model")
     import analyze
 
     report = analyze.main(
@@ -194,10 +193,9 @@ def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
     assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in (tmp_path / "bench.md").read_text()
 
 
+@pytest.mark.parametrize("trained", ["iou_aware_retinanet_slim_R_FPN.yaml"], indirect=True)  # one is enough
 def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, repo_root, tmp_path):
     config, output_dir, _ = trained
-    if config != "iou_aware_retinanet_slim_R_FPN.yaml":
-        pytest.skip("one model is enough for the demo")
     import shutil
 
     from detectron2.data import MetadataCatalog
@@ -231,13 +229,11 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
         demo.main(missing)
 
 
-@pytest.mark.parametrize("config", ["lsnet_contour_slim_R_FPN.yaml", "lsnet_keypoint_slim_R_FPN.yaml"])
-def test_visualizer_draws_lsnet_masks_and_keypoints(trained, config, repo_root, tmp_path):
+@pytest.mark.parametrize("trained", ["lsnet_contour_slim_R_FPN.yaml", "lsnet_keypoint_slim_R_FPN.yaml"], indirect=True)
+def test_visualizer_draws_lsnet_masks_and_keypoints(trained, repo_root, tmp_path):
     """Detectron2's Visualizer draws the masks (contour task) and keypoints (pose) of a just-trained
     tiny LSNet to PNG files that differ from the inputs."""
-    trained_config, output_dir, _ = trained
-    if trained_config != config:
-        pytest.skip("drawn for the trained model of this config")
+    config, output_dir, _ = trained
     import cv2
     from detectron2.data import MetadataCatalog
     from detectron2.engine import DefaultPredictor
