@@ -1,0 +1,92 @@
+"""mutmut 2 hooks: mutate only the models' loss, target, decoding and post-processing functions
+(TARGETS below), and run, for each mutant, the test files that specify that code.
+
+Read by mutmut from the working directory; ``tools/mutation/run.sh`` copies it into a throwaway
+worktree of HEAD and runs mutmut there, so the checkout you work in is never mutated.
+"""
+import ast
+import functools
+import os
+import sys
+
+PACKAGE = "projects/iou_aware/"
+# The project's Python (run.sh sets it): mutmut itself lives in a venv of its own.
+PYTEST = f"{os.environ.get('MUTATION_PYTHON', sys.executable)} -m pytest -x -q -p no:cacheprovider"
+
+# source file -> (functions mutated, "Class.method" or "function"; tests run on each mutant)
+TARGETS = {
+    "modeling/meta_arch/gfl.py": (
+        ["DistributionGuidedQualityPredictor.forward", "GFL.label_anchors", "GFL.losses", "GFL.forward_inference"],
+        ["tests/test_gfl_pinned.py", "tests/test_gfl.py"],
+    ),
+    "modeling/postprocessing.py": (
+        ["select_topk_candidates", "merge_levels_with_nms"],
+        ["tests/test_postprocessing.py", "tests/test_gfl_pinned.py", "tests/test_iou_aware_pinned.py"],
+    ),
+    "modeling/box_regression.py": (
+        ["distances_to_boxes", "boxes_to_distances", "anchor_points_and_strides"],
+        ["tests/test_gfl_pinned.py", "tests/test_lsnet_pinned.py"],
+    ),
+    "modeling/iou_branch.py": (
+        ["iou_prediction_loss", "detection_confidence"],
+        ["tests/test_iou_aware_pinned.py", "tests/test_iou_aware_retinanet.py"],
+    ),
+    "modeling/meta_arch/iou_aware_retinanet.py": (
+        ["IoUAwareRetinaNet.losses", "IoUAwareRetinaNet.forward_inference",
+         "IoUAwareRetinaNet.inference_single_image", "IoUAwareRetinaNet._decode_level"],
+        ["tests/test_iou_aware_pinned.py", "tests/test_iou_aware_retinanet.py"],
+    ),
+    "modeling/roi_heads/iou_loss_roi_heads.py": (
+        ["IoULossFastRCNNOutputLayers.box_reg_loss"],
+        ["tests/test_iou_loss_roi_heads_pinned.py", "tests/test_iou_loss_roi_heads.py"],
+    ),
+    "modeling/meta_arch/lsnet.py": (
+        ["LSNet.decode_landmarks", "LSNet.assign", "LSNet.losses", "LSNet._normalizer",
+         "LSNet._landmark_loss", "LSNet.forward_inference"],
+        ["tests/test_lsnet_pinned.py", "tests/test_lsnet.py"],
+    ),
+}
+# Lines whose mutants cannot change a result: TensorBoard statistics.
+HARMLESS = ("put_scalar(",)
+
+
+@functools.lru_cache(maxsize=None)
+def _mutable_lines(path):
+    """0-based line indices inside the target functions of ``path``, docstrings excluded."""
+    wanted = set(TARGETS[path[len(PACKAGE):]][0])
+    tree = ast.parse(open(path).read())
+    lines = set()
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and f"{prefix}{child.name}" in wanted:
+                body = child.body
+                if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                    body = body[1:]  # the docstring
+                for statement in body:
+                    lines.update(range(statement.lineno - 1, statement.end_lineno))
+
+    visit(tree, "")
+    return frozenset(lines)
+
+
+def target_files():
+    return [PACKAGE + path for path in TARGETS]
+
+
+def all_test_files():
+    return sorted({t for _, tests in TARGETS.values() for t in tests if os.path.isfile(t)})
+
+
+def pre_mutation(context):
+    path = os.path.relpath(context.filename).replace(os.sep, "/")
+    if not path.startswith(PACKAGE) or path[len(PACKAGE):] not in TARGETS:
+        context.skip = True
+        return
+    if context.current_line_index not in _mutable_lines(path) or any(h in context.current_source_line for h in HARMLESS):
+        context.skip = True
+        return
+    tests = [t for t in TARGETS[path[len(PACKAGE):]][1] if os.path.isfile(t)]
+    context.config.test_command = f"{PYTEST} {' '.join(tests)}"
