@@ -40,7 +40,7 @@ def two_box_dataset():
     DatasetCatalog.remove(name)
 
 
-def test_each_detection_gets_its_iou_with_the_best_gt_of_its_class(two_box_dataset, tmp_path):
+def test_each_detection_gets_its_iou_with_the_best_gt_of_its_class_and_of_any_class(two_box_dataset, tmp_path):
     evaluator = LocalizationQualityEvaluator(two_box_dataset, distributed=False)
     evaluator.reset()
     detections = Instances((100, 100))
@@ -63,6 +63,15 @@ def test_each_detection_gets_its_iou_with_the_best_gt_of_its_class(two_box_datas
     assert result["pearson_scores"] == pytest.approx(pearsonr([0.9, 0.6, 0.3], [0.75, 0.5, 0.0])[0])
     assert result["pearson_pred_ious"] == pytest.approx(pearsonr([0.7, 0.55, 0.2], [0.75, 0.5, 0.0])[0])
     assert "pearson_cls_scores" not in result
+    # Any class: the third box lies exactly on the class-1 GT (IoU 1).
+    assert evaluator.records["iou_any_class"].tolist() == pytest.approx([0.75, 0.5, 1.0])
+    assert result["pearson_scores_any_class"] == pytest.approx(pearsonr([0.9, 0.6, 0.3], [0.75, 0.5, 1.0])[0])
+    # Overlapping only (IoU > 0): the same-class statistics drop the third detection.
+    assert result["num_detections_overlapping"] == 2 and result["num_detections_overlapping_any_class"] == 3
+    assert result["pearson_scores_overlapping"] == pytest.approx(1.0)  # two points on a rising line
+    assert result["pearson_pred_ious_any_class_overlapping"] == pytest.approx(
+        pearsonr([0.7, 0.55, 0.2], [0.75, 0.5, 1.0])[0]
+    )
 
     plot_confidence_vs_iou(evaluator.records, str(tmp_path / "scatter.png"))
     plot_ap_vs_iou_threshold({"m": {"AP50": 50.0, "AP60": 40.0, "AP": 30.0, "APs": 1.0}}, str(tmp_path / "ap.png"))

@@ -1,7 +1,10 @@
 """How well detection confidence tracks localization quality (the IoU-aware paper's Fig. 4).
 
 For every detection: its confidence fields (``scores``; IoU-aware models also ``cls_scores`` p and
-``pred_ious``) and its IoU with the best-matching ground-truth box of the same class.
+``pred_ious``), its IoU with the best-matching ground-truth box of the same class ("iou", what AP
+rewards) and with the best ground-truth box of any class ("iou_any_class", what a class-agnostic
+IoU branch is trained to predict). Pearson's r is reported against both, on all detections and on
+those that overlap a GT at all (IoU > 0; the rest is the background the NMS and top-k let through).
 """
 import itertools
 import logging
@@ -74,9 +77,10 @@ class LocalizationQualityEvaluator(DatasetEvaluator):
                 ious = pairwise_box_iou(detections.pred_boxes.tensor, gt_boxes)
                 same_class = detections.pred_classes[:, None] == gt_classes[None, :]
                 best = torch.where(same_class, ious, torch.zeros_like(ious)).max(dim=1).values
+                best_any_class = ious.max(dim=1).values
             else:
-                best = torch.zeros(len(detections))
-            chunk = {"iou": best.numpy()}
+                best = best_any_class = torch.zeros(len(detections))
+            chunk = {"iou": best.numpy(), "iou_any_class": best_any_class.numpy()}
             for field in CONFIDENCE_FIELDS:
                 if detections.has(field):
                     chunk[field] = detections.get(field).float().numpy()
@@ -89,11 +93,20 @@ class LocalizationQualityEvaluator(DatasetEvaluator):
             chunks = list(itertools.chain(*comm.gather(chunks, dst=0)))
             if not comm.is_main_process():
                 return None
-        fields = ["iou"] + [f for f in CONFIDENCE_FIELDS if chunks and f in chunks[0]]
+        confidences = [f for f in CONFIDENCE_FIELDS if chunks and f in chunks[0]]
+        fields = ["iou", "iou_any_class"] + confidences
         self.records = {f: np.concatenate([c[f] for c in chunks]) if chunks else np.zeros(0) for f in fields}
         result = OrderedDict(num_detections=int(self.records["iou"].size))
-        for field in fields[1:]:
-            result[f"pearson_{field}"] = pearson_correlation(self.records[field], self.records["iou"])
+        for target, suffix in (("iou", ""), ("iou_any_class", "_any_class")):
+            iou = self.records[target]
+            overlapping = iou > 0
+            result[f"num_detections_overlapping{suffix}"] = int(overlapping.sum())
+            for field in confidences:
+                confidence = self.records[field]
+                result[f"pearson_{field}{suffix}"] = pearson_correlation(confidence, iou)
+                result[f"pearson_{field}{suffix}_overlapping"] = pearson_correlation(
+                    confidence[overlapping], iou[overlapping]
+                )
         logger.info(f"Confidence vs IoU with GT: {dict(result)}")
         return {"localization": result}
 
