@@ -278,34 +278,34 @@ def test_empty_batch(mode):
 
 
 @pytest.mark.parametrize(
-    "pred_shape,target_shape,mode,kwargs",
+    "pred_shape,target_shape,mode,kwargs,message",
     [
-        ((2, 5, 3), (2, 5, 2), "box", {}),  # pred last dim != 4
-        ((2, 5, 4), (2, 5, 3), "box", {}),  # target last dim != 2
-        ((2, 5, 4), (3, 5, 2), "box", {}),  # different N
-        ((2, 18, 4), (2, 18, 2), "box", {}),  # L != 5
-        ((2, 5, 4), (2, 5, 2), "contour", {}),  # 9 groups do not divide 4 points
-        ((2, 37, 4), (2, 37, 2), "keypoint", {"visible": torch.ones(2, 36, dtype=torch.bool)}),
-        ((2, 1, 4), (2, 1, 2), "keypoint", {"visible": torch.ones(2, 1, dtype=torch.bool)}),  # L < 2
-        ((2, 18, 4), (2, 18, 2), "keypoint", {}),  # visible missing
-        ((2, 18, 4), (2, 18, 2), "keypoint", {"visible": torch.ones(2, 18)}),  # not bool
-        ((2, 5, 4), (2, 5, 2), "box", {"visible": torch.ones(2, 5, dtype=torch.bool)}),
-        ((2, 37, 4), (2, 37, 2), "contour", {"num_groups": 7}),  # does not divide 36
-        ((2, 5, 4), (2, 5, 2), "box", {"weight": torch.ones(3)}),
-        ((2, 5, 4), (2, 5, 2), "box", {"reduction": "avg"}),
-        ((2, 5, 4), (2, 5, 2), "polygon", {}),
-        ((2, 5, 4), (2, 5, 2), "box", {"alpha": 1.0}),
+        ((2, 5, 3), (2, 5, 2), "box", {}, r"needs pred \(N, 5, 4\).*got \(2, 5, 3\)"),  # pred last dim != 4
+        ((2, 5, 4), (2, 5, 3), "box", {}, r"needs pred \(N, 5, 4\).*and \(2, 5, 3\)"),  # target last dim != 2
+        ((2, 5, 4), (3, 5, 2), "box", {}, r"needs pred \(N, 5, 4\).*and \(3, 5, 2\)"),  # different N
+        ((2, 18, 4), (2, 18, 2), "box", {}, r"mode 'box' needs pred \(N, 5, 4\)"),  # L != 5
+        ((2, 5, 4), (2, 5, 2), "contour", {}, r"num_groups must divide the 4 contour points, got 9"),
+        ((2, 37, 4), (2, 37, 2), "keypoint", {"visible": torch.ones(2, 36, dtype=torch.bool)}, r"shape \(2, 37\)"),
+        ((2, 1, 4), (2, 1, 2), "keypoint", {"visible": torch.ones(2, 1, dtype=torch.bool)}, r"L >= 2"),  # L < 2
+        ((2, 18, 4), (2, 18, 2), "keypoint", {}, r"needs the visible \(N, L\) bool mask"),
+        ((2, 18, 4), (2, 18, 2), "keypoint", {"visible": torch.ones(2, 18)}, r"bool tensor.*float32"),
+        ((2, 5, 4), (2, 5, 2), "box", {"visible": torch.ones(2, 5, dtype=torch.bool)}, r"only used by mode 'keypoint'"),
+        ((2, 37, 4), (2, 37, 2), "contour", {"num_groups": 7}, r"divide the 36 contour points, got 7"),
+        ((2, 5, 4), (2, 5, 2), "box", {"weight": torch.ones(3)}, r"weight must have shape \(2,\), got \(3,\)"),
+        ((2, 5, 4), (2, 5, 2), "box", {"reduction": "avg"}, r"Unknown reduction 'avg'"),
+        ((2, 5, 4), (2, 5, 2), "polygon", {}, r"Unknown cross-IoU mode 'polygon'"),
+        ((2, 5, 4), (2, 5, 2), "box", {"alpha": 1.0}, r"alpha must be in \[0, 1\)"),
     ],
 )
-def test_bad_arguments_raise(pred_shape, target_shape, mode, kwargs):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise_naming_the_problem(pred_shape, target_shape, mode, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         cross_iou_loss(torch.rand(pred_shape), torch.rand(target_shape), mode, **kwargs)
 
 
 def test_bad_cross_shapes_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"offsets must have shape \(\.\.\., L, 2\), got \(3, 4\)"):
         offsets_to_crosses(torch.zeros(3, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"crosses must have shape \(\.\.\., L, 4\), got \(3, 2\)"):
         crosses_to_offsets(torch.zeros(3, 2))
 
 

@@ -20,5 +20,5 @@ def test_valid_and_zero_area_boxes_pass_through_the_mapper():
     mapper = ValidatingMapper(lambda record: "mapped")
     assert mapper(_record([10, 10, 5, 4])) == "mapped"
     assert mapper(_record([10, 10, 0, 4])) == "mapped"  # zero area: Detectron2 filters it
-    with pytest.raises(InvalidAnnotationError):
+    with pytest.raises(InvalidAnnotationError, match=r"annotation #0"):
         mapper(_record([10, 10, 5, -1]))

@@ -64,9 +64,9 @@ def test_qfl_reductions_and_empty_input():
         loss = fn(pred, torch.zeros(0, dtype=torch.int64), torch.zeros(0), reduction="mean")
         assert loss.item() == 0 and loss.requires_grad
         loss.backward()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Unknown reduction 'avg'"):
         quality_focal_loss(logits, labels, scores, reduction="avg")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weight"):
         quality_focal_loss(logits, labels, scores, weight=torch.ones(3))
 
 
@@ -163,7 +163,7 @@ def test_integral_distance():
     assert peaked.shape == (4,)
     torch.testing.assert_close(peaked, bins.float())
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"last dimension of 4 \* \(reg_max \+ 1\), got shape \(5, 66\)"):
         integral_distance(torch.zeros(5, 66))
 
 

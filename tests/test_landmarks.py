@@ -139,11 +139,11 @@ def test_rasterize_square_area():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no polygon with at least 3 vertices"):
         sample_contour([])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no polygon with at least 3 vertices"):
         sample_contour([[1, 2, 3, 4]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="extreme_points needs polygons or a box"):
         extreme_points()
 
 
