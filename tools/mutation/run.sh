@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the models' loss, target, decoding and post-processing code with mutmut 2:
 # one-line faults (operators, constants, dropped terms, swapped arguments) in the functions listed
-# in tools/mutation/mutmut_config.py, each run against the test files that specify that code.
+# in tools/mutation/mutmut_config.py, each run against the test file that specifies that code, and
+# a survivor again against the whole model-level set.
 #
 #   tools/mutation/run.sh                      # every target file (about an hour on 2 cores)
 #   tools/mutation/run.sh modeling/postprocessing.py modeling/meta_arch/gfl.py
@@ -33,7 +34,7 @@ else
     PATHS=$("$PY" -c 'import mutmut_config as m; print(",".join(m.target_files()))')
 fi
 TESTS=$("$PY" -c 'import mutmut_config as m; print(" ".join(m.all_test_files()))')
-"$TOOL_VENV/bin/mutmut" run --paths-to-mutate "$PATHS" --tests-dir tests --no-progress \
+"$TOOL_VENV/bin/mutmut" run --paths-to-mutate "$PATHS" --tests-dir tests --no-progress --rerun-all \
     --runner "$PY -m pytest -x -q -p no:cacheprovider $TESTS" || true  # non-zero when mutants survive
 "$TOOL_VENV/bin/mutmut" results > "$OUT/results.txt" || true
 "$PY" "$ROOT/tools/mutation/report.py" --mutmut "$TOOL_VENV/bin/mutmut" --results "$OUT/results.txt" --output "$OUT/report.md"
