@@ -6,6 +6,10 @@ Detectron2 is not on PyPI, and torch must match the installed CUDA, so they are 
 """
 from setuptools import find_packages, setup
 
+# The configs travel inside the package (iou_aware/model_zoo/configs is a link to configs/ in the
+# source tree; the wheel holds the files), so an installed iou_aware finds them by iou_aware://.
+CONFIG_FILES = ["configs/*.yaml", "configs/*/*.yaml"]
+
 setup(
     name="iou_aware",
     version="0.1.0",
@@ -14,6 +18,7 @@ setup(
     package_dir={"iou_aware": "projects/iou_aware"},
     packages=["iou_aware"]
     + ["iou_aware." + p for p in find_packages(where="projects/iou_aware")],
+    package_data={"iou_aware.model_zoo": CONFIG_FILES},
     python_requires=">=3.9",
     install_requires=[
         "numpy",

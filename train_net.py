@@ -20,10 +20,13 @@ from detectron2.engine import default_argument_parser, default_setup
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, oks_sigmas_for, register_coco_datasets
 from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
+from iou_aware.model_zoo import resolve_config_file
 
 
 def setup(args):
     """Build the frozen config from ``--config-file`` and the trailing ``KEY VALUE`` overrides."""
+    # iou_aware:// and detectron2:// name files inside the packages; default_setup reads the file too.
+    args.config_file = resolve_config_file(args.config_file)
     cfg = get_cfg()
     add_iou_aware_config(cfg)
     try:

@@ -30,6 +30,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 import iou_aware  # noqa: F401  (registers the models and the synthetic datasets)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.model_zoo import resolve_config_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger("iou_aware.demo")
@@ -38,7 +39,7 @@ logger = logging.getLogger("iou_aware.demo")
 def setup_cfg(args):
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(resolve_config_file(args.config_file))
     cfg.merge_from_list(args.opts)
     threshold = args.confidence_threshold
     cfg.MODEL.RETINANET.SCORE_THRESH_TEST = threshold

@@ -23,7 +23,6 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -35,14 +34,13 @@ from fvcore.nn import parameter_count
 import iou_aware  # noqa: F401  (registers the package's models)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import contour_landmarks, extreme_points
+from iou_aware.model_zoo import resolve_config_file
 
 
 def load_config(path: str, opts: List[str], device: str):
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    if path.startswith("detectron2://"):
-        path = model_zoo.get_config_file(path[len("detectron2://") :])
-    cfg.merge_from_file(path)
+    cfg.merge_from_file(resolve_config_file(path))
     cfg.merge_from_list(opts)
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""

@@ -40,7 +40,6 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
-from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -53,6 +52,7 @@ from detectron2.structures import Instances
 import iou_aware  # noqa: F401  (registers the package's models and datasets)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.model_zoo import resolve_config_file
 
 BOX_TOLERANCE = 1e-3  # pixels
 SCORE_TOLERANCE = 1e-5
@@ -76,10 +76,7 @@ def setup_cfg(args):
     """Config from the file and the overrides; checks MODEL.WEIGHTS and the device before any work."""
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    path = args.config_file
-    if path.startswith("detectron2://"):
-        path = model_zoo.get_config_file(path[len("detectron2://") :])
-    cfg.merge_from_file(path)
+    cfg.merge_from_file(resolve_config_file(args.config_file))
     cfg.merge_from_list(args.opts)
     weights = cfg.MODEL.WEIGHTS
     if not weights:

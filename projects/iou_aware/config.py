@@ -143,9 +143,11 @@ def load_config(config_file: str, opts=()) -> CN:
     import torch
     from detectron2.config import get_cfg
 
+    from .model_zoo import resolve_config_file
+
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    cfg.merge_from_file(config_file)
+    cfg.merge_from_file(resolve_config_file(config_file))
     cfg.merge_from_list(list(opts))
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"

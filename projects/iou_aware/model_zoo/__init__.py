@@ -1,0 +1,65 @@
+"""The package's configs, shipped inside it, as Detectron2's ``model_zoo`` ships Detectron2's.
+
+``configs/`` at the top of the repository is the one copy (``model_zoo/configs`` is a link to it in
+the source tree; a wheel holds the files). Paths are relative to that folder:
+
+    from iou_aware.model_zoo import get_config
+    cfg = get_config("Shapes/iou_aware_retinanet_slim_R_FPN.yaml")  # or "iou_aware://Shapes/..."
+
+``resolve_config_file`` is what every entry point (``train_net.py``, the demo, the tools) uses: it
+accepts ``iou_aware://<path>``, ``detectron2://<path>`` (Detectron2's own configs) and plain files.
+"""
+import os
+
+from detectron2.config import CfgNode, get_cfg
+
+__all__ = ["PREFIX", "get_config_file", "get_config", "list_configs", "resolve_config_file"]
+
+PREFIX = "iou_aware://"
+DETECTRON2_PREFIX = "detectron2://"
+_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def list_configs():
+    """Every shipped model config (not the Base-* files), as paths relative to the configs folder."""
+    found = []
+    for root, _, files in os.walk(_CONFIGS_DIR, followlinks=True):
+        for name in files:
+            if name.endswith(".yaml") and not name.startswith("Base-"):
+                found.append(os.path.relpath(os.path.join(root, name), _CONFIGS_DIR).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def get_config_file(config_path: str) -> str:
+    """Absolute path of a shipped config, given as ``Family/name.yaml`` (``iou_aware://`` optional)."""
+    if config_path.startswith(PREFIX):
+        config_path = config_path[len(PREFIX):]
+    path = os.path.join(_CONFIGS_DIR, config_path)
+    if not os.path.isfile(path):
+        raise RuntimeError(
+            f"{config_path} is not a config of iou_aware (looked in {_CONFIGS_DIR}); shipped: {', '.join(list_configs())}"
+        )
+    return path
+
+
+def resolve_config_file(path: str) -> str:
+    """A file path for ``path``: ``iou_aware://...`` and ``detectron2://...`` are looked up in the
+    packages' model zoos; anything else is returned unchanged (a file of the user's)."""
+    if path.startswith(PREFIX):
+        return get_config_file(path)
+    if path.startswith(DETECTRON2_PREFIX):
+        from detectron2 import model_zoo
+
+        return model_zoo.get_config_file(path[len(DETECTRON2_PREFIX):])
+    return path
+
+
+def get_config(config_path: str) -> CfgNode:
+    """Detectron2's defaults, this package's keys (``add_iou_aware_config``) and the shipped config
+    (``Family/name.yaml`` or ``iou_aware://Family/name.yaml``); not frozen."""
+    from ..config import add_iou_aware_config
+
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(get_config_file(config_path))
+    return cfg
