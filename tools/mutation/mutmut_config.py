@@ -10,8 +10,9 @@ import os
 import sys
 
 PACKAGE = "projects/iou_aware/"
-# The project's Python (run.sh sets it): mutmut itself lives in a venv of its own.
-PYTEST = f"{os.environ.get('MUTATION_PYTHON', sys.executable)} -m pytest -x -q -p no:cacheprovider"
+# run.sh sets MUTATION_PYTEST to its fork server's client (tools/mutation/fork_server.py): pytest
+# without re-importing torch and Detectron2 for every mutant.
+PYTEST = os.environ.get("MUTATION_PYTEST", f"{sys.executable} -m pytest -x -q -p no:cacheprovider")
 
 # source file -> (functions mutated, "Class.method" or "function"; the specification tests run on
 # each of its mutants). A mutant they let survive is run again against every test file listed
