@@ -27,4 +27,6 @@ setup(
         "fvcore",
         "matplotlib",
     ],
+    # tools/export.py --format onnx: the export and the ONNX Runtime check.
+    extras_require={"onnx": ["onnx", "onnxruntime"]},
 )

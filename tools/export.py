@@ -1,16 +1,20 @@
 #!/usr/bin/env python
-"""Export a detection model to TorchScript by tracing, then check the traced model against the eager one.
+"""Export a detection model to TorchScript or ONNX by tracing, then check it against the eager model.
 
     python tools/export.py --config-file configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml \
         --output export/ MODEL.WEIGHTS output/shapes/iou_aware_retinanet_slim_R_FPN/model_final.pth
     python tools/export.py --config-file <cfg> --output <dir> --sample-image img.png --device cuda \
         MODEL.WEIGHTS <checkpoint.pth> [KEY VALUE ...]
+    python tools/export.py --format onnx --config-file <cfg> --output export/ MODEL.WEIGHTS <pth>
 
 Works for our meta-architectures (IoUAwareRetinaNet, GFL, GFLV2) and for Detectron2's own
 (``detectron2://<path in the model zoo>`` configs too). The model is traced with Detectron2's
 ``TracingAdapter``: the traced module takes one CHW image tensor (the model's input format, already
 resized) and returns a flat tuple of tensors; the adapter's ``outputs_schema`` rebuilds the
-``Instances`` from it. Writes ``<output>/model.ts`` (``torch.jit.load`` it) and, when it can be
+``Instances`` from it. Writes ``<output>/model.ts`` (``torch.jit.load`` it) or, with ``--format
+onnx``, ``<output>/model.onnx`` (``torch.onnx.export`` of the same adapter, TorchScript-based
+exporter, opset 17: ``GridSample`` for the deformable convs, ``NonMaxSuppression``; input "image"
+(3, height, width) with dynamic height and width; run it with ONNX Runtime), and, when it can be
 pickled, ``<output>/outputs_schema.pkl``.
 
 What is traced (the ``inference_func`` given to TracingAdapter):
@@ -23,14 +27,17 @@ What is traced (the ``inference_func`` given to TracingAdapter):
 The input image is ``--sample-image`` or else the first image of the config's first test dataset,
 read in ``INPUT.FORMAT`` and resized with the test-time ResizeShortestEdge as DefaultPredictor does.
 
-Check: the eager model and the reloaded TorchScript module run on (1) the tracing image and (2) a
+Check: the eager model and the reloaded export (TorchScript module or ONNX Runtime session) run on (1) the tracing image and (2) a
 second image of another size (the same picture resized to ``--image-size`` shortest edge, or 3/4
 of the tracing size if that is the same size). A trace records one execution: sizes that the model
 computes with Python ints (e.g. the per-level top-k count of the dense detectors, ``min(topk, M)``)
 are frozen into the graph, so the second check can fail where the first one passes; both are
-reported. Pass: same number of detections, same classes, boxes within 1e-3 px, scores within 1e-5.
-Exit status: 0 if every check passed, 2 with a "MISMATCH" line if one did not, 1 if the model
-cannot be traced ("cannot trace <meta-architecture>: <reason>") or the arguments are wrong.
+reported. Pass: same number of detections, and each eager detection has its own exported one of the
+same class with the box within 1e-3 px and the score within 1e-5 (in order, or, where scores tie
+within that tolerance, in another order: backends break ties differently). Exit status: 0 if every
+check passed, 2 with a "MISMATCH" line if one did not, 1 if the model cannot be exported ("cannot
+trace <meta-architecture>: <reason>", which names the unsupported op for ONNX) or the arguments
+are wrong.
 """
 import argparse
 import os
@@ -54,6 +61,8 @@ from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, register_coco_datasets
 from iou_aware.model_zoo import resolve_config_file
 
+FORMATS = ("torchscript", "onnx")
+ONNX_OPSET = 17  # GridSample (deformable convs) needs 16
 BOX_TOLERANCE = 1e-3  # pixels
 SCORE_TOLERANCE = 1e-5
 
@@ -61,7 +70,8 @@ SCORE_TOLERANCE = 1e-5
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, help="config file, or detectron2://<model zoo path>")
-    parser.add_argument("--output", required=True, help="folder for model.ts")
+    parser.add_argument("--output", required=True, help="folder for model.ts / model.onnx")
+    parser.add_argument("--format", choices=FORMATS, default="torchscript", help="torchscript (default) or onnx")
     parser.add_argument("--sample-image", default="", help="image to trace with (default: first test image)")
     parser.add_argument(
         "--image-size", type=int, default=256, help="shortest edge of the second, differently-sized check image"
@@ -117,7 +127,9 @@ def inference_func_for(model):
 
 
 def compare(eager: Instances, traced: Instances) -> Dict:
-    """Same count, same classes, boxes within BOX_TOLERANCE px and scores within SCORE_TOLERANCE."""
+    """Same count; each eager detection matched to its own exported one of the same class with the
+    box within BOX_TOLERANCE px and the score within SCORE_TOLERANCE (in order; detections whose
+    scores tie within the tolerance may come in another order). ``max_*_diff`` are over the matches."""
     result = {
         "num_detections": len(eager),
         "traced_num_detections": len(traced),
@@ -126,6 +138,9 @@ def compare(eager: Instances, traced: Instances) -> Dict:
         "classes_equal": False,
     }
     if len(eager) == len(traced):
+        order = match_detections(eager, traced)
+        if order is not None:
+            traced = traced[order]
         if len(eager):
             boxes = (eager.pred_boxes.tensor - traced.pred_boxes.tensor.to(eager.pred_boxes.device)).abs()
             scores = (eager.scores - traced.scores.to(eager.scores.device)).abs()
@@ -142,12 +157,81 @@ def compare(eager: Instances, traced: Instances) -> Dict:
     return result
 
 
-def check(model, inference_func, scripted, outputs_schema, image: torch.Tensor) -> Dict:
-    """Eager model vs the TorchScript module on one image."""
+def match_detections(eager: Instances, traced: Instances) -> Optional[torch.Tensor]:
+    """Indices into ``traced`` pairing each eager detection with an equal one (same class, box and
+    score within tolerance), each used once, preferring the same position; None if some eager
+    detection has no free equal partner (then the detections are compared in their own order)."""
+    boxes = (eager.pred_boxes.tensor[:, None].cpu() - traced.pred_boxes.tensor[None].cpu()).abs().amax(dim=2)
+    scores = (eager.scores[:, None].cpu() - traced.scores[None].cpu()).abs()
+    classes = eager.pred_classes[:, None].cpu() == traced.pred_classes[None].cpu()
+    equal = (boxes <= BOX_TOLERANCE) & (scores <= SCORE_TOLERANCE) & classes  # (E, T)
+    taken = torch.zeros(len(traced), dtype=torch.bool)
+    order = []
+    for i in range(len(eager)):  # at most DETECTIONS_PER_IMAGE rows; the candidates are few
+        candidates = torch.nonzero(equal[i] & ~taken).flatten()
+        if len(candidates) == 0:
+            return None
+        j = i if i < len(traced) and bool(equal[i, i] and not taken[i]) else int(candidates[0])
+        taken[j] = True
+        order.append(j)
+    return torch.tensor(order, dtype=torch.int64)
+
+
+def check(model, inference_func, run_exported, outputs_schema, image: torch.Tensor) -> Dict:
+    """Eager model vs the exported one (``run_exported``: image -> flat tuple of tensors) on one image."""
     with torch.no_grad():
         eager = inference_func(model, [{"image": image}])[0]
-        traced = outputs_schema(scripted(image))[0]
+        traced = outputs_schema(run_exported(image))[0]
     return compare(eager, traced)
+
+
+def export_torchscript(traceable, image: torch.Tensor, output_dir: str, device: str):
+    """Trace to ``model.ts``; returns its path and a runner of the reloaded module."""
+    path = os.path.join(output_dir, "model.ts")
+    with torch.no_grad():
+        # check_trace=False: the checks compare against the eager model, on two sizes.
+        traced = torch.jit.trace(traceable, (image,), check_trace=False)
+    torch.jit.save(traced, path)
+    scripted = torch.jit.load(path, map_location=device)
+    return path, scripted
+
+
+def onnx_unsupported_reason(model) -> Optional[str]:
+    """Why ``model`` cannot go to ONNX, checked before exporting (the exporter would kill the process)."""
+    landmark_sets = getattr(getattr(model, "head", None), "landmark_sets", {})
+    tasks = sorted(set(landmark_sets) & {"contour", "keypoint"})
+    if tasks:
+        return (
+            f"LSNet's {'/'.join(tasks)} landmarks: torch {torch.__version__}'s TorchScript-based ONNX exporter crashes "
+            "(floating point exception) in the shape inference of aten::reshape (onnx::Reshape) on them; "
+            "use --format torchscript"
+        )
+    return None
+
+
+def export_onnx(traceable, image: torch.Tensor, output_dir: str):
+    """Export to ``model.onnx`` (input "image", dynamic height and width); returns its path and a
+    runner of an ONNX Runtime session on it (CPU)."""
+    reason = onnx_unsupported_reason(traceable.model)
+    if reason:
+        raise SystemExit(f"cannot export {type(traceable.model).__name__} to ONNX: {reason}")
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise SystemExit("--format onnx needs onnx and onnxruntime: pip install onnx onnxruntime") from e
+    path = os.path.join(output_dir, "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            traceable, (image,), path, dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["image"], dynamic_axes={"image": {1: "height", 2: "width"}},
+        )  # fmt: skip
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(image):
+        return tuple(torch.from_numpy(o) for o in session.run(None, {name: image.detach().cpu().numpy()}))
+
+    return path, run
 
 
 def report(name: str, image: torch.Tensor, result: Dict) -> str:
@@ -184,24 +268,25 @@ def main(argv=None):
     image = load_image(cfg, sample).to(cfg.MODEL.DEVICE)
     inference_func = inference_func_for(model)
     os.makedirs(args.output, exist_ok=True)
-    path = os.path.join(args.output, "model.ts")
+    # eval(): the adapter is a new module in training mode, and the ONNX exporter applies its mode.
+    traceable = TracingAdapter(model, [{"image": image}], inference_func).eval()
     try:
-        traceable = TracingAdapter(model, [{"image": image}], inference_func)
-        with torch.no_grad():
-            # check_trace=False: the checks below compare against the eager model, on two sizes.
-            traced = torch.jit.trace(traceable, (image,), check_trace=False)
-        torch.jit.save(traced, path)
-    except Exception as e:  # noqa: BLE001  (any failure of the tracer is reported the same way)
+        if args.format == "onnx":
+            path, run_exported = export_onnx(traceable, image, args.output)
+        else:
+            path, run_exported = export_torchscript(traceable, image, args.output, cfg.MODEL.DEVICE)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001  (any failure of the tracer / exporter is reported the same way)
         raise SystemExit(f"cannot trace {meta_arch}: {type(e).__name__}: {e}".rstrip())
-    print(f"Traced {meta_arch} on {sample} ({'x'.join(map(str, image.shape[-2:]))}); saved {path}")
+    print(f"Exported {meta_arch} ({args.format}) on {sample} ({'x'.join(map(str, image.shape[-2:]))}); saved {path}")
     try:
         with open(os.path.join(args.output, "outputs_schema.pkl"), "wb") as f:
             pickle.dump(traceable.outputs_schema, f)
     except Exception as e:  # noqa: BLE001  (optional: the schema is a convenience)
         print(f"outputs_schema not saved: {e}")
 
-    scripted = torch.jit.load(path, map_location=cfg.MODEL.DEVICE)
-    same = check(model, inference_func, scripted, traceable.outputs_schema, image)
+    same = check(model, inference_func, run_exported, traceable.outputs_schema, image)
     print(report("same image as the trace", image, same))
 
     # Second check: another size, to catch sizes baked into the trace.
@@ -211,7 +296,7 @@ def main(argv=None):
     other = None
     if tuple(other_image.shape[-2:]) != tuple(image.shape[-2:]):
         try:
-            other = check(model, inference_func, scripted, traceable.outputs_schema, other_image)
+            other = check(model, inference_func, run_exported, traceable.outputs_schema, other_image)
         except Exception as e:  # noqa: BLE001  (a traced graph may fail outright on another size)
             print(f"other size ({'x'.join(map(str, other_image.shape[-2:]))}): traced module failed: {e}")
             other = {
@@ -230,6 +315,7 @@ def main(argv=None):
 
     result = {
         "path": path,
+        "format": args.format,
         "num_detections": same["num_detections"],
         "max_box_diff": same["max_box_diff"],
         "max_score_diff": same["max_score_diff"],
@@ -239,10 +325,10 @@ def main(argv=None):
         "other_image_size": tuple(other_image.shape[-2:]) if other is not None else None,
     }
     if not same["ok"]:
-        print("MISMATCH: the traced model differs from the eager model on the image it was traced with")
+        print("MISMATCH: the exported model differs from the eager model on the image it was traced with")
     if other is not None and not other["ok"]:
         print(
-            "MISMATCH: the traced model differs from the eager model on an image of another size "
+            "MISMATCH: the exported model differs from the eager model on an image of another size "
             f"({'x'.join(map(str, other_image.shape[-2:]))}), most likely because the trace froze sizes computed "
             "on the tracing image (e.g. the per-level top-k count); use it only on inputs of size "
             f"{'x'.join(map(str, image.shape[-2:]))}"
