@@ -326,3 +326,29 @@ def test_v2_inference_scores_are_sigmoid_times_quality(models):
     assert detections.pred_classes.tolist() == [2, 0]
     expected_boxes = torch.tensor([[24.0, 24.0, 104.0, 72.0], [36.0, 12.0, 52.0, 52.0]])
     torch.testing.assert_close(detections.pred_boxes.tensor, expected_boxes, rtol=0, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# GFL with the IoU-aware branch (MODEL.IOU_AWARE.ENABLED)
+
+
+def test_gfl_iou_branch_loss_is_weighted_bce_against_the_decoded_box_iou_over_num_pos(models):
+    # loss_iou = LOSS_WEIGHT * sum over positives BCE(sigmoid(iou_logit), IoU(decoded, GT)) / num_pos,
+    # IoU logits 0.4 (A) and -1.2 (B); G is background and does not count.
+    model = models["v1"]
+    anchors, pred, gt_labels, gt_boxes, _ = scene()
+    iou_logits = torch.tensor([0.4, 3.0, -1.2])[None, :, None]  # (1, 3, 1)
+    pred["iou_logits"] = list(iou_logits.split([len(p) for p in POINTS], dim=1))
+
+    def bce(logit, target):
+        p = 1 / (1 + math.exp(-logit))
+        return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+    expected = 2.7 * (bce(0.4, IOU_A) + bce(-1.2, IOU_B)) / 2
+    previous = model.iou_loss_weight
+    model.iou_loss_weight = 2.7
+    try:
+        out = losses(model, anchors, pred, gt_labels, gt_boxes)
+    finally:
+        model.iou_loss_weight = previous
+    assert out["loss_iou"].item() == pytest.approx(expected, rel=1e-5)
