@@ -157,6 +157,22 @@ def test_loss_cls_and_loss_box_reg_equal_stock_retinanet(repo_root):
         torch.testing.assert_close(ours[name], stock[name], rtol=1e-6, atol=0, msg=name)
 
 
+def test_an_image_without_objects_has_stock_retinanet_losses(repo_root):
+    # No positives: stock normalizes by 0.9 * 100 + 0.1 * max(0, 1) = 90.1; the box and IoU losses are 0.
+    ours = _model(repo_root)
+    stock = build_model(_cfg(repo_root, meta_arch="RetinaNet"))
+    stock.load_state_dict(ours.state_dict(), strict=False)
+    ours.train(), stock.train()
+    no_objects = _gt(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    empty = [{"image": x["image"], "instances": no_objects} for x in _images()]  # 2 images: BatchNorm
+    with EventStorage():
+        stock_losses, our_losses = stock(empty), ours(empty)
+    assert stock.loss_normalizer == pytest.approx(_first_step_normalizer(0))
+    assert ours.loss_normalizer == pytest.approx(_first_step_normalizer(0))
+    torch.testing.assert_close(our_losses["loss_cls"], stock_losses["loss_cls"], rtol=1e-6, atol=0)
+    assert our_losses["loss_box_reg"].item() == 0 and our_losses["loss_iou"].item() == 0
+
+
 def test_smooth_l1_beta_is_the_config_value(repo_root):
     # Reference: stock RetinaNet with the same MODEL.RETINANET.SMOOTH_L1_LOSS_BETA (shipped: 0.1).
     beta = {"MODEL.RETINANET.SMOOTH_L1_LOSS_BETA": 0.37}
