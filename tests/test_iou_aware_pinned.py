@@ -369,3 +369,10 @@ def test_detections_per_image_cap_keeps_the_highest_s(repo_root):
     assert len(detections) == 1
     torch.testing.assert_close(detections.scores, torch.tensor([_s(P_B, IOU_B)]), rtol=1e-6, atol=0)
     torch.testing.assert_close(detections.pred_boxes.tensor, torch.tensor([_box(40, 40, 20, 20)]))
+
+
+def test_an_unknown_score_mode_is_named():
+    from iou_aware.modeling.iou_branch import detection_confidence
+
+    with pytest.raises(ValueError, match=r"score mode 'sum' is not one of \('power', 'product'\)"):
+        detection_confidence(torch.ones(2, 3), torch.ones(2), 0.5, mode="sum")
