@@ -77,6 +77,10 @@ def get_parser():
         "--image-size", type=int, default=256, help="shortest edge of the second, differently-sized check image"
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--time", type=int, default=0, metavar="N",
+        help="also time N runs of the eager and the exported model on the tracing image (median ms)",
+    )  # fmt: skip
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (MODEL.WEIGHTS <pth>)")
     add_register_coco_argument(parser)
     return parser
@@ -234,6 +238,29 @@ def export_onnx(traceable, image: torch.Tensor, output_dir: str):
     return path, run
 
 
+def time_models(model, inference_func, run_exported, image: torch.Tensor, repeats: int) -> Dict[str, float]:
+    """Median wall time (ms) of the eager model and of the export on ``image``, interleaved, after
+    one warm-up run of each."""
+    import time
+
+    def once(fn):
+        start = time.perf_counter()
+        with torch.no_grad():
+            fn()
+        if image.is_cuda:
+            torch.cuda.synchronize()
+        return 1000 * (time.perf_counter() - start)
+
+    eager = lambda: inference_func(model, [{"image": image}])  # noqa: E731
+    exported = lambda: run_exported(image)  # noqa: E731
+    once(eager), once(exported)
+    times = [(once(eager), once(exported)) for _ in range(repeats)]
+    return {
+        "eager_ms": float(np.median([t[0] for t in times])),
+        "exported_ms": float(np.median([t[1] for t in times])),
+    }
+
+
 def report(name: str, image: torch.Tensor, result: Dict) -> str:
     size = "x".join(str(s) for s in image.shape[-2:])
     if result["num_detections"] != result["traced_num_detections"]:
@@ -313,7 +340,15 @@ def main(argv=None):
     else:
         print("No image of another size to check.")
 
+    timing = time_models(model, inference_func, run_exported, image, args.time) if args.time > 0 else {}
+    if timing:
+        print(
+            f"Latency on {'x'.join(map(str, image.shape[-2:]))} ({cfg.MODEL.DEVICE}, median of {args.time}): eager "
+            f"{timing['eager_ms']:.1f} ms, {args.format} {timing['exported_ms']:.1f} ms "
+            f"({timing['exported_ms'] / timing['eager_ms']:.2f}x)"
+        )
     result = {
+        **timing,
         "path": path,
         "format": args.format,
         "num_detections": same["num_detections"],
