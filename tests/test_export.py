@@ -113,8 +113,9 @@ def test_onnx_export_runs_in_onnx_runtime_and_matches_the_eager_model(export_too
         with pytest.raises(SystemExit, match=f"cannot export LSNet to ONNX: LSNet's {ONNX_UNSUPPORTED[config]} landmarks.*aten::reshape"):
             export_tool.main(["--format", "onnx", *_export_args(repo_root, tmp_path / "onnx", weights, config)])
         return
-    result = export_tool.main(["--format", "onnx", *_export_args(repo_root, tmp_path / "onnx", weights, config)])
+    result = export_tool.main(["--format", "onnx", "--time", "1", *_export_args(repo_root, tmp_path / "onnx", weights, config)])
     assert result["path"] == str(tmp_path / "onnx" / "model.onnx") and os.path.isfile(result["path"])
+    assert result["eager_ms"] > 0 and result["exported_ms"] > 0
     assert result["num_detections"] > 0
     assert result["same_image_ok"], result
     # Dynamic height and width: the same file on a 96 px image.
