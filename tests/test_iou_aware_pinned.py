@@ -376,3 +376,10 @@ def test_an_unknown_score_mode_is_named():
 
     with pytest.raises(ValueError, match=r"score mode 'sum' is not one of \('power', 'product'\)"):
         detection_confidence(torch.ones(2, 3), torch.ones(2), 0.5, mode="sum")
+
+
+def test_inference_without_iou_estimates_is_refused_by_name(repo_root):
+    # Detectron2's RetinaNet.inference_single_image signature, called as stock code would: no IoU.
+    model = _model(repo_root)
+    with pytest.raises(ValueError, match="IoUAwareRetinaNet.inference_single_image needs iou_probs"):
+        model.inference_single_image([], [], [], (IMAGE_SIZE, IMAGE_SIZE))

@@ -232,3 +232,23 @@ def test_giou_setting_equals_detectron2_and_torchvision_giou_loss(repo_root):
     by_hand = generalized_box_iou_loss(boxes, ALL_GT_BOXES[FOREGROUND], reduction="sum") / NUM_PROPOSALS
     torch.testing.assert_close(got, stock, rtol=1e-5, atol=0)
     torch.testing.assert_close(got, by_hand, rtol=1e-5, atol=0)
+
+
+def test_one_proposal_is_normalized_by_one_as_detectron2(repo_root):
+    # Reference: Detectron2's FastRCNNOutputLayers.box_reg_loss divides by max(R, 1); with R = 1 the
+    # loss is the proposal's own smooth L1 (a normalizer of 2 would halve it).
+    cfg = _cfg(repo_root, **{"MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE": "smooth_l1", "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 0.25})
+    stock = FastRCNNOutputLayers(cfg, ShapeSpec(channels=256))
+    ours = _predictor(cfg)
+    proposal, gt = ALL_PROPOSAL_BOXES[:1], ALL_GT_BOXES[:1]
+    deltas = torch.tensor([[0.3, -0.2, 0.1, 0.25] * NUM_CLASSES])
+    classes = ALL_GT_CLASSES[:1]
+    expected = stock.box_reg_loss(proposal, gt, deltas, classes)
+    assert expected.item() > 0
+    torch.testing.assert_close(ours.box_reg_loss(proposal, gt, deltas, classes), expected, rtol=1e-6, atol=0)
+
+
+def test_rotated_boxes_are_refused_by_name(repo_root):
+    predictor = _predictor(_cfg(repo_root))
+    with pytest.raises(ValueError, match="IoULossFastRCNNOutputLayers supports axis-aligned boxes only"):
+        predictor.box_reg_loss(torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, dtype=torch.int64))
