@@ -428,3 +428,21 @@ def test_a_keypoint_count_other_than_the_models_is_named(repo_root):
     model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 5))
     with EventStorage(), pytest.raises(ValueError, match=r"\[17\] landmarks .* predicts 5: set MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS"):
         model(_inputs("keypoint"))
+
+
+def test_a_contour_point_count_other_than_the_models_is_named(repo_root):
+    model = build_model(_cfg(repo_root, CONTOUR_CONFIG, "MODEL.LSNET.NUM_CONTOUR_POINTS", 12, "MODEL.LSNET.CONTOUR_GROUPS", 4))
+    with EventStorage(), pytest.raises(ValueError, match=r"\[36\] landmarks .* predicts 12: set MODEL.LSNET.NUM_CONTOUR_POINTS"):
+        model(_inputs("contour"))
+
+
+def test_assign_names_a_missing_landmark_field(repo_root):
+    model = build_model(_cfg(repo_root, CONTOUR_CONFIG))
+    inputs = _inputs("contour")
+    images = model.preprocess_image(inputs)
+    features = [model.backbone(images.tensor)[f] for f in model.head_in_features]
+    instances = [x["instances"] for x in inputs]
+    for x in instances:
+        x.remove("gt_contour_landmarks")
+    with pytest.raises(ValueError, match=r"LSNet.assign needs `gt_contour_landmarks` in each image's instances"):
+        model.assign(images, features, model.head(features), instances)
