@@ -80,6 +80,14 @@ def _mutable_lines(path):
     return frozenset(lines)
 
 
+def init():
+    """mutmut's start-up hook: keep one worker process for the whole run. mutmut 2.5 replaces its
+    worker every 100 mutants, and the replacement never started here (the run waited forever)."""
+    import mutmut
+
+    mutmut.CYCLE_PROCESS_AFTER = 10**9
+
+
 def target_files():
     return [PACKAGE + path for path in TARGETS]
 
