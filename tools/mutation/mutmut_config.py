@@ -81,8 +81,9 @@ def _mutable_lines(path):
 
 
 def init():
-    """mutmut's start-up hook: keep one worker process for the whole run. mutmut 2.5 replaces its
-    worker every 100 mutants, and the replacement never started here (the run waited forever)."""
+    """mutmut's start-up hook: one worker process for the whole run (mutmut 2.5 replaces it every
+    100 mutants). Known: when that worker dies (seen here: an AssertionError in mutmut's own cache
+    lookup, ``cached_mutation_status``), mutmut waits forever; the cache keeps what was measured."""
     import mutmut
 
     mutmut.CYCLE_PROCESS_AFTER = 10**9
