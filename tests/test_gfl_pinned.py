@@ -26,12 +26,11 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
 
-from iou_aware.config import add_iou_aware_config
+from iou_aware.model_zoo import get_config
 
 NUM_CLASSES = 4  # the Shapes configs; label 4 is background
 BINS = 17  # reg_max = 16
@@ -45,9 +44,7 @@ def models(repo_root):
     """The slim GFL V1 and V2 of the Shapes configs, with the unusual loss weights."""
     built = {}
     for name in ("gfl_slim_R_FPN", "gflv2_slim_R_FPN"):
-        cfg = get_cfg()
-        add_iou_aware_config(cfg)
-        cfg.merge_from_file(f"{repo_root}/configs/Shapes/{name}.yaml")
+        cfg = get_config(f"Shapes/{name}.yaml")
         cfg.MODEL.GFL.QFL_WEIGHT = QFL_WEIGHT
         cfg.MODEL.GFL.DFL_WEIGHT = DFL_WEIGHT
         cfg.MODEL.GFL.BOX_LOSS_WEIGHT = BOX_LOSS_WEIGHT

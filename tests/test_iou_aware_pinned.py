@@ -22,7 +22,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.meta_arch.retinanet import RetinaNet
@@ -30,7 +29,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
 from torchvision.ops import box_iou
 
-from iou_aware.config import add_iou_aware_config
+from iou_aware.model_zoo import get_config
 
 IMAGE_SIZE = 64
 LEVEL_SIZES = (8, 4, 2, 1, 1)  # P3-P7 of a 64 px image (strides 8, 16, 32; P6, P7 one cell)
@@ -46,9 +45,7 @@ def _first_step_normalizer(num_pos):
 
 
 def _cfg(repo_root, meta_arch="IoUAwareRetinaNet", **overrides):
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(f"{repo_root}/configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml")
+    cfg = get_config("Shapes/iou_aware_retinanet_slim_R_FPN.yaml")
     cfg.MODEL.META_ARCHITECTURE = meta_arch
     cfg.merge_from_list([item for key, value in overrides.items() for item in (key, value)])
     return cfg

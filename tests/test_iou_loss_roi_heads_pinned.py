@@ -18,7 +18,6 @@ Box2BoxTransform / FastRCNNOutputLayers and torchvision, independently of the pa
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -27,7 +26,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from iou_aware.config import add_iou_aware_config
+from iou_aware.model_zoo import get_config
 from iou_aware.modeling import IoULossROIHeads
 
 NUM_CLASSES = 3  # background = 3
@@ -35,9 +34,7 @@ GARBAGE_DELTA = 2.5  # the deltas of every class but the GT class: would move th
 
 
 def _cfg(repo_root, **overrides):
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(f"{repo_root}/configs/Shapes/faster_rcnn_slim_R_FPN_focal_iou.yaml")
+    cfg = get_config("Shapes/faster_rcnn_slim_R_FPN_focal_iou.yaml")
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
     cfg.merge_from_list([item for key, value in overrides.items() for item in (key, value)])
     return cfg
@@ -120,9 +117,7 @@ def _losses(predictor, predictions):
 def test_shipped_configs_regress_class_specific_deltas(repo_root):
     # Detectron2's default (config/defaults.py): one set of 4 deltas per foreground class.
     for name in ("Shapes/faster_rcnn_slim_R_FPN_focal_iou", "COCO-Detection/faster_rcnn_R_50_FPN_1x_focal_iou"):
-        cfg = get_cfg()
-        add_iou_aware_config(cfg)
-        cfg.merge_from_file(f"{repo_root}/configs/{name}.yaml")
+        cfg = get_config(f"{name}.yaml")
         assert cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG is False, name
         assert cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "focal_iou", name
     assert _predictor(_cfg(repo_root)).bbox_pred.out_features == 4 * NUM_CLASSES

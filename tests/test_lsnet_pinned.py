@@ -26,20 +26,19 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from torchvision.ops import sigmoid_focal_loss
 
 import iou_aware.modeling.meta_arch.lsnet as lsnet_module
-from iou_aware.config import add_iou_aware_config
+from iou_aware.model_zoo import get_config
 from iou_aware.layers import cross_iou_loss, crosses_to_offsets, offsets_to_crosses
 from iou_aware.modeling import ATSSAssigner, CentrePointAssigner
 
-BOX_CONFIG = "configs/Shapes/lsnet_slim_R_FPN.yaml"
-CONTOUR_CONFIG = "configs/Shapes/lsnet_contour_slim_R_FPN.yaml"
-KEYPOINT_CONFIG = "configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml"
+BOX_CONFIG = "Shapes/lsnet_slim_R_FPN.yaml"
+CONTOUR_CONFIG = "Shapes/lsnet_contour_slim_R_FPN.yaml"
+KEYPOINT_CONFIG = "Stickmen/lsnet_keypoint_slim_R_FPN.yaml"
 
 # Unusual values of every MODEL.LSNET key the losses read (defaults in iou_aware/config.py: 1.0, 2.0,
 # 0.1, 0.2, 0.25, 2.0, 0.2, 4, 9).
@@ -74,9 +73,7 @@ ONE_GT_POINT = 74
 
 
 def _cfg(repo_root, config, *opts):
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(f"{repo_root}/{config}")
+    cfg = get_config(config)
     cfg.merge_from_list(list(opts))
     return cfg
 
