@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -76,6 +77,27 @@ def test_dgqp_reads_the_top_probability_of_each_side():
     quality = dgqp([logits, torch.zeros(1, 4 * 17, 2, 3)])  # levels are batched together
     assert quality[0].item() == pytest.approx(1 / (1 + math.exp(-1.25)), rel=1e-5)
     assert quality[1].shape == (1, 1, 2, 3) and torch.allclose(quality[1], torch.tensor(expected))
+
+
+@pytest.mark.parametrize("detach_input", [False, True])
+def test_dgqp_detach_input_stops_the_gradient_at_the_distributions_only(detach_input):
+    torch.manual_seed(0)
+    dgqp = DistributionGuidedQualityPredictor(reg_max=16, topk=4, hidden_dim=8, detach_input=detach_input)
+    nn.init.normal_(dgqp.fc1.weight)
+    nn.init.normal_(dgqp.fc2.weight)
+    logits = torch.randn(2, 4 * 17, 3, 3, requires_grad=True)
+    dgqp([logits])[0].sum().backward()
+    assert dgqp.fc1.weight.grad.abs().sum() > 0  # the predictor trains either way
+    assert (logits.grad is None) == detach_input  # the distributions only without detaching
+    if not detach_input:
+        assert logits.grad.abs().sum() > 0
+
+
+def test_dgqp_detach_input_is_a_config_key(repo_root):
+    cfg = _cfg(repo_root, "gflv2_slim_R_FPN")
+    assert cfg.MODEL.GFL.DGQP_DETACH_INPUT is False  # the reference's behaviour
+    cfg.MODEL.GFL.DGQP_DETACH_INPUT = True
+    assert build_model(cfg).head.dgqp.detach_input is True
 
 
 @pytest.mark.parametrize("name", ["gfl_slim_R_FPN", "gflv2_slim_R_FPN"])

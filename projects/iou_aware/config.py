@@ -76,6 +76,8 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # V2's Distribution-Guided Quality Predictor: top-k probabilities per side (+ their mean).
     cfg.MODEL.GFL.DGQP_TOPK = 4
     cfg.MODEL.GFL.DGQP_HIDDEN_DIM = 64
+    # Ablation only: stop DGQP's gradient at the distributions (the reference does not).
+    cfg.MODEL.GFL.DGQP_DETACH_INPUT = False
     # Inference.
     cfg.MODEL.GFL.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.GFL.TOPK_CANDIDATES_TEST = 1000

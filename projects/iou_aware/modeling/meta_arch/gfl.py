@@ -43,10 +43,16 @@ class DistributionGuidedQualityPredictor(nn.Module):
     """GFL V2's DGQP: the top-k probabilities of each side's distribution and their mean
     (4 sides x (k + 1) numbers) -> FC -> ReLU -> FC -> sigmoid, one quality per location."""
 
-    def __init__(self, reg_max: int, topk: int = 4, hidden_dim: int = 64):
+    def __init__(self, reg_max: int, topk: int = 4, hidden_dim: int = 64, detach_input: bool = False):
+        """
+        Args:
+            detach_input: stop the quality loss's gradient at the distributions (an ablation; the
+                reference does not detach, so the quality also trains the box branch).
+        """
         super().__init__()
         self.reg_max = reg_max
         self.topk = topk
+        self.detach_input = detach_input
         self.fc1 = nn.Linear(4 * (topk + 1), hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, 1)
         for layer in (self.fc1, self.fc2):
@@ -61,6 +67,8 @@ class DistributionGuidedQualityPredictor(nn.Module):
         # All levels in one batch, bins innermost: a few large ops instead of many small ones,
         # and softmax / top-k along the contiguous dimension (several times faster on CPU).
         flat = torch.cat([x.flatten(2) for x in box_logits], dim=2)  # (N, 4 * bins, L)
+        if self.detach_input:
+            flat = flat.detach()
         logits = flat.reshape(n, 4, self.reg_max + 1, -1).permute(0, 3, 1, 2)  # (N, L, 4, bins)
         top = F.softmax(logits, dim=-1).topk(self.topk, dim=-1).values  # (N, L, 4, k)
         statistics = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1).flatten(2)
@@ -86,6 +94,7 @@ class GFLHead(RetinaNetHead):
         use_dgqp: bool = False,
         dgqp_topk: int = 4,
         dgqp_hidden_dim: int = 64,
+        dgqp_detach_input: bool = False,
         use_iou_branch: bool = False,
     ):
         super().__init__(
@@ -101,7 +110,11 @@ class GFLHead(RetinaNetHead):
         nn.init.normal_(self.bbox_pred.weight, mean=0, std=0.01)
         nn.init.constant_(self.bbox_pred.bias, 0)
         self.scales = nn.Parameter(torch.ones(len(input_shape)))
-        self.dgqp = DistributionGuidedQualityPredictor(reg_max, dgqp_topk, dgqp_hidden_dim) if use_dgqp else None
+        self.dgqp = (
+            DistributionGuidedQualityPredictor(reg_max, dgqp_topk, dgqp_hidden_dim, dgqp_detach_input)
+            if use_dgqp
+            else None
+        )
         self.iou_pred = IoUPredictor(conv_dims[-1], 1) if use_iou_branch else None
 
     @classmethod
@@ -117,6 +130,7 @@ class GFLHead(RetinaNetHead):
             "use_dgqp": cfg.MODEL.META_ARCHITECTURE == "GFLV2",
             "dgqp_topk": node.DGQP_TOPK,
             "dgqp_hidden_dim": node.DGQP_HIDDEN_DIM,
+            "dgqp_detach_input": node.DGQP_DETACH_INPUT,
             "use_iou_branch": cfg.MODEL.IOU_AWARE.ENABLED,
         }
 
