@@ -96,17 +96,23 @@ def test_modulated_deform_conv_implementations_agree_and_start_as_a_plain_conv()
     torch.testing.assert_close(fast(x), reference(x))
 
 
-def test_grid_sample_gradients_match_torchvision():
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_grid_sample_gradients_match_torchvision(with_mask):
+    """Values and gradients (input, weight, bias, positions, modulation) in float64, on a batch of 2
+    (the weight is shared by the images: its gradient sums over them) and odd sizes."""
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(1, 2, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 2, 7, 5, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
     # Away from integer positions, where bilinear sampling is not differentiable.
-    positions = (_random_positions(1, 6, 5, g) + 0.01).requires_grad_()
-    grads = []
+    positions = (_random_positions(2, 7, 5, g) + 0.01).requires_grad_()
+    mask = torch.rand(2, 9, 7, 5, generator=g, dtype=torch.float64, requires_grad=True) if with_mask else None
+    inputs = (x, weight, bias, positions) + ((mask,) if with_mask else ())
+    results = []
     for impl in ("grid_sample", "torchvision"):
-        out = deform_conv3x3(x, positions, weight, impl=impl)
-        grads.append(torch.autograd.grad((out * out).sum(), (x, weight, positions)))
-    for fast, reference in zip(*grads):
+        out = deform_conv3x3(x, positions, weight, bias, mask, impl=impl)
+        results.append((out,) + torch.autograd.grad((out * out).sum(), inputs))
+    for fast, reference in zip(*results):
         torch.testing.assert_close(fast, reference)
 
 

@@ -99,7 +99,9 @@ def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:
     taps = taps.reshape(n, channels, 9, out_h * out_w)
     if mask is not None:
         taps = taps * mask.reshape(n, 1, 9, out_h * out_w)
-    out = torch.matmul(weight.reshape(weight.shape[0], -1), taps.reshape(n, channels * 9, out_h * out_w))
+    # bmm with the weight broadcast over the batch reads the taps in place; torch.matmul would fold
+    # the batch into the rows and copy the (N, HW, 9 Cin) transpose (2x slower, forward and backward).
+    out = torch.bmm(weight.reshape(1, weight.shape[0], -1).expand(n, -1, -1), taps.reshape(n, channels * 9, out_h * out_w))
     if bias is not None:
         out = out + bias[:, None]
     return out.reshape(n, -1, out_h, out_w)
