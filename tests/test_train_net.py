@@ -183,14 +183,19 @@ def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
             "--config-file", f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml",
             "--compare", f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml",
             "--image-size", "128", "--batch-size", "2", "--warmup", "1", "--repeats", "2",
-            "--tasks", "inference,train", "--module-share", "PyramidDeformConv",
+            "--tasks", "inference,train", "--module-share", "PyramidDeformConv", "--profile-ops", "5",
             "--output", str(tmp_path / "bench.md"),
         ]
     )  # fmt: skip
     assert "module_share" not in stats[0]  # RetinaNet has no such module
     share = stats[1]["module_share"]["PyramidDeformConv"]
     assert 0 < share < 1
-    assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in (tmp_path / "bench.md").read_text()
+    report = (tmp_path / "bench.md").read_text()
+    assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in report
+    # The op profile of each model's training step: 5 ops each, LSNet's with the deformable gather.
+    lsnet_ops = report.split("Most expensive ops of one lsnet_slim_R_FPN.yaml training step")[1]
+    assert len([line for line in lsnet_ops.splitlines() if line.startswith("| aten::")]) == 5
+    assert "Most expensive ops of one retinanet_slim_R_FPN.yaml training step" in report
 
 
 @pytest.mark.parametrize("trained", ["iou_aware_retinanet_slim_R_FPN.yaml"], indirect=True)  # one is enough

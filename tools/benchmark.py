@@ -161,6 +161,27 @@ class Runner:
         return total, parameter_count(self.model)[""]
 
 
+def profile_train_step(runner: "Runner", num_ops: int) -> List[str]:
+    """Markdown rows: the ``num_ops`` ops with the largest self time in one training step (forward,
+    backward and optimizer step), with their share of the step's total self time and call count."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if runner.device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        runner.train_step(record=False)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0) > 0]
+    on_device = runner.device.startswith("cuda")
+
+    def self_time(e):
+        return getattr(e, "self_device_time_total", 0) if on_device else e.self_cpu_time_total
+
+    total = sum(self_time(e) for e in events) or 1
+    rows = ["| op | self time ms | share | calls |", "|---|---|---|---|"]
+    for e in sorted(events, key=self_time, reverse=True)[:num_ops]:
+        rows.append(f"| {e.key} | {self_time(e) / 1000:.1f} | {100 * self_time(e) / total:.1f}% | {e.count} |")
+    return rows
+
+
 def summarize(values):
     ordered = sorted(values)
     q1, _, q3 = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else (ordered[0],) * 3
@@ -185,6 +206,13 @@ def main(argv=None):
         "--module-share",
         default="",
         help="comma-separated module class names (e.g. PyramidDeformConv): report the share of inference time spent in them",
+    )
+    parser.add_argument(
+        "--profile-ops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile one training step per model with torch.profiler and list its N most expensive ops (self time)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args(argv)
@@ -252,6 +280,9 @@ def main(argv=None):
         for runner, s in zip(runners, stats):
             for name, share in s.get("module_share", {}).items():
                 table.append(f"Share of {runner.name}'s inference time in {name}: {100 * share:.1f}%")
+    for runner in runners if args.profile_ops else []:
+        table += ["", f"Most expensive ops of one {runner.name} training step (torch.profiler, self time):", ""]
+        table += profile_train_step(runner, args.profile_ops)
     command = "python tools/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     text = (
