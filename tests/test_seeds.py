@@ -52,3 +52,27 @@ def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(rep
 
     monkeypatch.setattr(seeds.subprocess, "run", no_training)
     assert seeds.main(argv)["retinanet"] == runs
+
+
+def test_report_only_tabulates_the_finished_runs_and_trains_nothing(repo_root, tmp_path, monkeypatch):
+    """A sweep still running: seed 1 of model a finished, the rest not; --report-only lists just that."""
+    import json
+
+    seeds = _seeds_tool(repo_root)
+    finished = tmp_path / "a" / "seed1"
+    finished.mkdir(parents=True)
+    bbox = {c: 10.0 + i for i, c in enumerate(seeds.COLUMNS)}
+    (finished / "final_metrics.json").write_text(json.dumps({"config": "x.yaml", "seed": 1, "opts": [], "wall_time_s": 60.0, "bbox": bbox}))
+    (tmp_path / "b" / "seed1").mkdir(parents=True)  # a run in progress: no final metrics
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--report-only trained a run")
+
+    monkeypatch.setattr(seeds.subprocess, "run", no_training)
+    config = f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml"
+    records = seeds.main(["--output", str(tmp_path), "--seeds", "1", "2", "--report-only", "--run", "a", config, "--run", "b", config])
+    assert list(records) == ["a"] and [r["seed"] for r in records["a"]] == [1]
+    text = (tmp_path / "results.md").read_text()
+    assert "| **a** | 1 | 10.00 +- 0.00 | 11.00 +- 0.00 |" in text and "| **b**" not in text
+    with pytest.raises(SystemExit, match="no finished run"):
+        seeds.main(["--output", str(tmp_path / "empty"), "--seeds", "1", "--report-only", "--run", "a", config])

@@ -112,6 +112,11 @@ def main(argv=None):
     parser.add_argument("--tasks", default="bbox", help="comma-separated COCO tasks to tabulate (bbox, segm, keypoints)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides for every run")
     parser.add_argument("--train-script", default=os.path.join(REPO_ROOT, "train_net.py"))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tabulate the runs whose final metrics exist (a sweep still running, or cut short)",
+    )
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     runs = []
@@ -126,7 +131,15 @@ def main(argv=None):
     for seed in args.seeds:  # seed-major: a partial sweep already compares every model
         for name, config, opts in runs:
             output_dir = os.path.join(args.output, name, f"seed{seed}")
+            if args.report_only:
+                if os.path.isfile(os.path.join(output_dir, FINAL)):
+                    with open(os.path.join(output_dir, FINAL)) as f:
+                        records[name].append(json.load(f))
+                continue
             records[name].append(train_once(args.train_script, config, seed, output_dir, list(args.opts) + opts, tasks))
+    records = {name: runs_of_model for name, runs_of_model in records.items() if runs_of_model}
+    if not records:
+        raise SystemExit(f"[seeds] no finished run under {args.output}")
     report = [f"Command: `python tools/experiments/seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
     for task in tasks:
         report += [table(records, task), ""]
