@@ -47,3 +47,26 @@ def test_resampled_squares_lose_their_corners_only(squares_dataset, tmp_path):
     assert report["coco"]["segm"]["AP50"] == pytest.approx(100.0)
     assert report["coco"]["bbox"]["AP75"] == pytest.approx(100.0)
     assert os.path.isfile(tmp_path / "results.json")
+
+
+def test_an_rle_mask_is_traced_like_the_polygon_of_the_same_square(squares_dataset, tmp_path):
+    """The large square given as compressed RLE: same mask IoU as its polygon within tracing (vertices
+    at pixel centres shrink it by 0.5 px per side)."""
+    import numpy as np
+    import pycocotools.mask as mask_util
+
+    record = DatasetCatalog.get(squares_dataset)[0]
+    mask = np.zeros((64, 64), dtype=np.uint8, order="F")
+    mask[8:44, 8:44] = 1
+    rle = mask_util.encode(mask)
+    rle["counts"] = rle["counts"].decode()
+    record = dict(record, annotations=[dict(record["annotations"][0], segmentation=rle)])
+    DatasetCatalog.register("contour_ceiling_rle", lambda: [record])
+    MetadataCatalog.get("contour_ceiling_rle").set(thing_classes=["square"], evaluator_type="coco")
+    try:
+        report = contour_ceiling("contour_ceiling_rle", 36, str(tmp_path))
+    finally:
+        DatasetCatalog.remove("contour_ceiling_rle")
+        MetadataCatalog.remove("contour_ceiling_rle")
+    assert report["mask_iou"]["all"]["instances"] == 1
+    assert 0.9 < report["mask_iou"]["all"]["mean_mask_iou"] < 1.0

@@ -20,11 +20,14 @@ from collections import defaultdict
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.logger import setup_logger
 
+from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, contour_landmarks, register_coco_datasets
+from iou_aware.data.rendering import mask_to_polygons
 from iou_aware.evaluation import build_coco_evaluator
 from iou_aware.modeling.postprocessing import rasterize_polygons
 
@@ -37,6 +40,10 @@ def size_name(area: float) -> str:
 
 
 def _gt_mask(segmentation, height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask of a COCO segmentation: polygons, uncompressed or compressed RLE."""
+    if isinstance(segmentation, dict) and isinstance(segmentation["counts"], (str, bytes)):
+        counts = segmentation["counts"]
+        return mask_util.decode(dict(segmentation, counts=counts.encode() if isinstance(counts, str) else counts)).astype(bool)
     rles = mask_util.frPyObjects(segmentation, height, width)
     rle = mask_util.merge(rles) if isinstance(rles, list) else rles
     return mask_util.decode(rle).astype(bool)
@@ -44,10 +51,6 @@ def _gt_mask(segmentation, height: int, width: int) -> np.ndarray:
 
 def contour_ceiling(dataset: str, num_points: int, output_dir: str = None):
     """COCO results of the GT contours as predictions, and their mask IoU per category and size."""
-    from detectron2.config import get_cfg
-
-    from iou_aware.config import add_iou_aware_config
-
     cfg = get_cfg()
     add_iou_aware_config(cfg)
     cfg.MODEL.MASK_ON = True
@@ -61,8 +64,14 @@ def contour_ceiling(dataset: str, num_points: int, output_dir: str = None):
         if not annotations:
             evaluator.process([record], [{"instances": Instances((height, width))}])
             continue
+        # RLE masks are traced into polygons as LandmarkDatasetMapper does for the contour task.
+        outlines = [
+            a["segmentation"] if isinstance(a["segmentation"], list)
+            else mask_to_polygons(_gt_mask(a["segmentation"], height, width))
+            for a in annotations
+        ]  # fmt: skip
         polygons = torch.as_tensor(
-            np.stack([contour_landmarks(a["segmentation"], num_points)[:-1] for a in annotations]), dtype=torch.float64
+            np.stack([contour_landmarks(outline, num_points)[:-1] for outline in outlines]), dtype=torch.float64
         )
         masks = rasterize_polygons(polygons, height, width)
         instances = Instances((height, width))

@@ -31,12 +31,21 @@ COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "A
 FINAL = "final_metrics.json"
 
 
+def finished_record(output_dir: str):
+    """The final metrics a finished run wrote into ``output_dir``, or None."""
+    final = os.path.join(output_dir, FINAL)
+    if not os.path.isfile(final):
+        return None
+    with open(final) as f:
+        return json.load(f)
+
+
 def train_once(train_script: str, config: str, seed: int, output_dir: str, opts: List[str], tasks: List[str]) -> Dict:
     """Train one (config, seed) run unless its final metrics exist; return them."""
     final = os.path.join(output_dir, FINAL)
-    if os.path.isfile(final):
-        with open(final) as f:
-            return json.load(f)
+    record = finished_record(output_dir)
+    if record is not None:
+        return record
     os.makedirs(output_dir, exist_ok=True)
     command = [sys.executable, train_script, "--config-file", config, *opts, "SEED", str(seed), "OUTPUT_DIR", output_dir]
     print("[seeds]", " ".join(command), flush=True)
@@ -132,9 +141,8 @@ def main(argv=None):
         for name, config, opts in runs:
             output_dir = os.path.join(args.output, name, f"seed{seed}")
             if args.report_only:
-                if os.path.isfile(os.path.join(output_dir, FINAL)):
-                    with open(os.path.join(output_dir, FINAL)) as f:
-                        records[name].append(json.load(f))
+                record = finished_record(output_dir)
+                records[name] += [record] if record is not None else []
                 continue
             records[name].append(train_once(args.train_script, config, seed, output_dir, list(args.opts) + opts, tasks))
     records = {name: runs_of_model for name, runs_of_model in records.items() if runs_of_model}
