@@ -239,6 +239,9 @@ def test_training_without_any_target_names_the_mapper(repo_root):
         ("MODEL.LSNET.DEFORM_CONV_IMPL", "cuda", "MODEL.LSNET.DEFORM_CONV_IMPL"),
         ("MODEL.LSNET.NUM_KERNEL_POINTS", 5, "MODEL.LSNET.NUM_KERNEL_POINTS"),
         ("MODEL.LSNET.IN_FEATURES", ["p3", "p9"], "MODEL.LSNET.IN_FEATURES"),
+        ("MODEL.LSNET.CLASS_LOSS", "softmax", "MODEL.LSNET.CLASS_LOSS"),
+        ("MODEL.LSNET.REFINE_ASSIGN_ON", "gt", "MODEL.LSNET.REFINE_ASSIGN_ON"),
+        ("MODEL.LSNET.REFINE_ANCHOR_SCALE", 0.0, "MODEL.LSNET.REFINE_ANCHOR_SCALE"),
     ],
 )
 def test_bad_config_values_are_named(repo_root, key, value, message):

@@ -501,6 +501,70 @@ def test_crosses_that_decode_to_the_gt_landmarks_have_zero_landmark_loss(models)
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Ablations beyond the reference: QFL classes, ATSS on fixed anchor squares
+
+
+def _iou_by_hand(a, b):
+    """IoU of aligned XYXY boxes (P, 4); an inverted box (x1 < x0 or y1 < y0) has area 0 and overlaps nothing."""
+    wh_a, wh_b = (a[:, 2:] - a[:, :2]).clamp(min=0), (b[:, 2:] - b[:, :2]).clamp(min=0)
+    inter_wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
+    inter = inter_wh.prod(1) * (wh_a.prod(1) > 0)
+    return inter / (wh_a.prod(1) + wh_b.prod(1) - inter)
+
+
+@pytest.mark.parametrize("task", ["box", "contour"])
+def test_quality_focal_class_loss_targets_the_iou_of_the_refined_box(repo_root, task):
+    """MODEL.LSNET.CLASS_LOSS quality_focal: at every valid point BCE(sigmoid(x), y) |y - sigmoid(x)|^1.5
+    (FOCAL_LOSS_GAMMA as QFL's beta) summed over the classes, y the IoU of the positive's refined box (x of
+    left / right, y of top / bottom landmarks; for contours their extent) with its GT's assignment box on
+    the GT's class and 0 elsewhere; divided by the refinement positives. The landmark losses do not change."""
+    config = BOX_CONFIG if task == "box" else CONTOUR_CONFIG
+    model = build_model(_cfg(repo_root, config, *LOSS_OPTS, "MODEL.LSNET.CLASS_LOSS", "quality_focal")).train()
+    generator = torch.Generator().manual_seed(11)
+    inputs = _inputs(task, IMAGES, generator)
+    predictions = _predictions(task, model.num_classes, len(inputs), generator)
+    # Refined crosses that decode near the GT boxes, so that the IoU targets spread over (0, 1).
+    points, strides = _points_and_strides()
+    _, refine_matched, valid = _reference_assignment(task, inputs, predictions)
+    logits = _per_point(predictions[0])
+    refined = _per_point(predictions[2], crosses=True)
+    targets = torch.zeros_like(logits)
+    ious = []
+    for i, (matched, x) in enumerate(zip(refine_matched, inputs)):
+        positive = matched >= 0
+        landmarks = points[positive][:, None, :] + crosses_to_offsets(refined[i, positive]) * strides[positive][:, None, None]
+        boxes = _landmark_boxes(landmarks, task)
+        iou = _iou_by_hand(boxes, _assignment_boxes(task, x["instances"])[matched[positive]])
+        targets[i, positive.nonzero()[:, 0], x["instances"].gt_classes[matched[positive]]] = iou
+        ious.append(iou)
+    assert (torch.cat(ious) > 0).sum() >= 3  # a discriminating case: several non-trivial targets
+    p = logits.sigmoid()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    expected = (bce * (targets - p).abs() ** 1.5)[valid].sum() / _normalizer(refine_matched)
+    losses = _training_losses(model, inputs, predictions)
+    _assert_value(losses["loss_cls"], expected)
+    reference = _training_losses(build_model(_cfg(repo_root, config, *LOSS_OPTS)).train(), inputs, predictions)
+    assert {k: v for k, v in losses.items() if k != "loss_cls"} == {k: v for k, v in reference.items() if k != "loss_cls"}
+
+
+def test_refinement_on_anchors_is_atss_on_squares_of_the_anchor_scale(repo_root):
+    """MODEL.LSNET.REFINE_ASSIGN_ON anchors, REFINE_ANCHOR_SCALE 3, one 50 x 50 GT at (32, 32), initial
+    crosses 0 (which the reference's assignment ranks as boxes of IoU 0, see the test of its positives above).
+    By hand: the 24 candidates (9 nearest per level; 4 of P5, 1 each of P6, P7) are squares of side 3 stride;
+    their IoUs with the GT: P3 9 x 0.2304; P4 centre 0.9216, 4 edges 0.4919, 4 corners 0.2931; P5 0.2713,
+    2 x 0.2121, 0.1675; P6 0.0678; P7 0.0170: mean 0.2951 + std 0.1799 = 0.4750, which the P4 centre and
+    its 4 edge neighbours pass. The initial stage keeps its centre point."""
+    model = build_model(
+        _cfg(repo_root, BOX_CONFIG, *LOSS_OPTS, "MODEL.LSNET.REFINE_ASSIGN_ON", "anchors", "MODEL.LSNET.REFINE_ANCHOR_SCALE", 3.0)
+    ).train()
+    inputs, predictions = _one_gt_case()
+    init_matched, refine_matched, _ = _model_assignment(model, inputs, predictions)
+    assert (init_matched[0] >= 0).nonzero()[:, 0].tolist() == [ONE_GT_POINT]
+    p4 = [64 + 1 * 4 + 2, 64 + 2 * 4 + 1, 64 + 2 * 4 + 2, 64 + 2 * 4 + 3, 64 + 3 * 4 + 2]
+    assert (refine_matched[0] >= 0).nonzero()[:, 0].tolist() == p4
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Deformable towers
 
 

@@ -108,8 +108,12 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.POINT_BASE_SCALE = 4
     # Initial stage: positives per GT (the points of its level nearest to its box centre).
     cfg.MODEL.LSNET.INIT_POS_NUM = 1
-    # Refinement stage: ATSS candidates per level per GT, on the boxes of the initial landmarks.
+    # Refinement stage: ATSS candidates per level per GT, ranked on REFINE_ASSIGN_ON: "initial_boxes"
+    # (the boxes of the initial landmarks, the reference) or "anchors" (squares of side
+    # REFINE_ANCHOR_SCALE * stride on the points, as GFL's ATSS; an ablation, docs/results.md).
     cfg.MODEL.LSNET.ATSS_TOPK = 9
+    cfg.MODEL.LSNET.REFINE_ASSIGN_ON = "initial_boxes"
+    cfg.MODEL.LSNET.REFINE_ANCHOR_SCALE = 8.0
     # Cross-IoU loss: weight of the target's inactive half of each axis, and the stage weights.
     cfg.MODEL.LSNET.CROSS_IOU_ALPHA = 0.2
     cfg.MODEL.LSNET.INIT_LOSS_WEIGHT = 1.0
@@ -125,7 +129,10 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # is Detectron2's MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS.
     cfg.MODEL.LSNET.NUM_CONTOUR_POINTS = 36
     cfg.MODEL.LSNET.CONTOUR_GROUPS = 9
-    # Focal loss of the classes.
+    # Loss of the classes: "focal" (binary targets at the refinement positives, the reference) or
+    # "quality_focal" (GFL's QFL, with FOCAL_LOSS_GAMMA as its beta: the target of a positive is the
+    # IoU of its refined box with its GT box, detached; an ablation, docs/results.md).
+    cfg.MODEL.LSNET.CLASS_LOSS = "focal"
     cfg.MODEL.LSNET.PRIOR_PROB = 0.01
     cfg.MODEL.LSNET.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.LSNET.FOCAL_LOSS_GAMMA = 2.0

@@ -6,6 +6,8 @@ task (``MODEL.LSNET.TASK``) as crosses, initial and refined. The initial stage i
 point per GT (the nearest to its centre on the level of its size); the refinement stage and the
 classes on the points that ATSS picks among the boxes of the initial landmarks. Both stages use the
 cross-IoU loss on vectors in units of ``point_base_scale * stride``; classes use the focal loss.
+Two ablations reach beyond the reference (``MODEL.LSNET.CLASS_LOSS``, ``REFINE_ASSIGN_ON``): GFL's
+quality focal loss for the classes, and ATSS on fixed anchor squares instead of the initial boxes.
 
 Inference decodes the refined landmarks: boxes (from the box set, or the contour's extent), masks
 (the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
@@ -26,14 +28,18 @@ from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
 from ...data.landmark_targets import add_landmark_targets
-from ...layers import cross_iou_loss, crosses_to_offsets, landmarks_to_boxes
+from ...layers import aligned_box_iou, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, quality_focal_loss
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides
 from ..landmark_head import LandmarkHead
 from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
 
-__all__ = ["LSNet"]
+__all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS"]
+
+# MODEL.LSNET.CLASS_LOSS and MODEL.LSNET.REFINE_ASSIGN_ON; the first of each is the reference's.
+CLASS_LOSSES = ("focal", "quality_focal")
+REFINE_ASSIGN_TARGETS = ("initial_boxes", "anchors")
 
 
 @META_ARCH_REGISTRY.register()
@@ -58,6 +64,9 @@ class LSNet(DenseDetector):
         keypoint_overlap: str = "axis",
         focal_loss_alpha: float = 0.25,
         focal_loss_gamma: float = 2.0,
+        class_loss: str = "focal",
+        refine_assign_on: str = "initial_boxes",
+        refine_anchor_scale: float = 8.0,
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
@@ -76,11 +85,23 @@ class LSNet(DenseDetector):
             point_base_scale: landmark vectors are divided by point_base_scale * stride in the loss.
             cross_iou_alpha, contour_groups, keypoint_overlap: the cross-IoU loss.
             focal_loss_alpha, focal_loss_gamma: the class loss.
+            class_loss: one of :data:`CLASS_LOSSES`: "focal" (binary targets) or "quality_focal"
+                (QFL with beta ``focal_loss_gamma``; a positive's target is the IoU of its refined
+                box with its GT's :meth:`assignment_boxes`, detached; alpha is not used).
+            refine_assign_on: one of :data:`REFINE_ASSIGN_TARGETS`: what the refinement assigner
+                ranks, the boxes of the initial landmarks or squares of side
+                ``refine_anchor_scale * stride`` centred on the anchor points.
             test_min_box_area: detections whose box is at most this area (px^2 of the output
                 image, i.e. the original image) are dropped after NMS, as the reference's pose test.
             Other arguments: as Detectron2's RetinaNet.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        if class_loss not in CLASS_LOSSES:
+            raise ValueError(f"MODEL.LSNET.CLASS_LOSS = {class_loss!r}; use one of {CLASS_LOSSES}.")
+        if refine_assign_on not in REFINE_ASSIGN_TARGETS:
+            raise ValueError(f"MODEL.LSNET.REFINE_ASSIGN_ON = {refine_assign_on!r}; use one of {REFINE_ASSIGN_TARGETS}.")
+        if not refine_anchor_scale > 0:
+            raise ValueError(f"MODEL.LSNET.REFINE_ANCHOR_SCALE = {refine_anchor_scale}; it must be > 0.")
         missing = set(head.landmark_sets) - set(loss_weights)
         if missing:
             raise ValueError(f"LSNet: no loss weights for the landmark sets {sorted(missing)}.")
@@ -95,6 +116,9 @@ class LSNet(DenseDetector):
         self.keypoint_overlap = keypoint_overlap
         self.focal_loss_alpha = focal_loss_alpha
         self.focal_loss_gamma = focal_loss_gamma
+        self.class_loss = class_loss
+        self.refine_assign_on = refine_assign_on
+        self.refine_anchor_scale = refine_anchor_scale
         self.test_score_thresh = test_score_thresh
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
@@ -137,6 +161,9 @@ class LSNet(DenseDetector):
             "keypoint_overlap": node.KEYPOINT_OVERLAP,
             "focal_loss_alpha": node.FOCAL_LOSS_ALPHA,
             "focal_loss_gamma": node.FOCAL_LOSS_GAMMA,
+            "class_loss": node.CLASS_LOSS,
+            "refine_assign_on": node.REFINE_ASSIGN_ON,
+            "refine_anchor_scale": node.REFINE_ANCHOR_SCALE,
             "test_score_thresh": node.SCORE_THRESH_TEST,
             "test_topk_candidates": node.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": node.NMS_THRESH_TEST,
@@ -207,11 +234,13 @@ class LSNet(DenseDetector):
                 )
         assignment_boxes = [self.assignment_boxes(x) for x in gt_instances]
         init_matched = [self.init_assigner([a.tensor for a in anchors], boxes) for boxes in assignment_boxes]
-        box_set = self.head.landmark_sets[self.box_source]
-        with torch.no_grad():
-            init_landmarks = self.decode_landmarks(torch.cat(crosses[self.box_source][0], dim=1), points, strides)
-            init_boxes = landmarks_to_boxes(init_landmarks, box_set.cross_iou_mode)  # (N, R, 4)
         level_sizes = [len(a) for a in anchors]
+        if self.refine_assign_on == "anchors":
+            half_side = (self.refine_anchor_scale / 2) * strides[:, None]
+            squares = torch.cat([points - half_side, points + half_side], dim=1)
+            init_boxes = squares[None].expand(len(gt_instances), -1, -1)
+        else:
+            init_boxes = self.landmark_boxes(crosses[self.box_source][0], points, strides).detach()  # (N, R, 4)
         refine_matched = [
             self.refine_assigner(list(boxes.split(level_sizes)), gt_boxes)
             for boxes, gt_boxes in zip(init_boxes, assignment_boxes)
@@ -220,6 +249,12 @@ class LSNet(DenseDetector):
         init_matched = [m.masked_fill(~v, -1) for m, v in zip(init_matched, valid)]
         refine_matched = [m.masked_fill(~v, -1) for m, v in zip(refine_matched, valid)]
         return points, strides, logits, crosses, init_matched, refine_matched, valid
+
+    def landmark_boxes(self, crosses: List[Tensor], points: Tensor, strides: Tensor) -> Tensor:
+        """(N, R, 4) XYXY boxes in pixels of one stage's crosses of the box source (per level
+        (N, Ri, L, 4), as :meth:`_transpose` gives them) at the anchor points (R, 2) of strides (R,)."""
+        landmarks = self.decode_landmarks(torch.cat(crosses, dim=1), points, strides)
+        return landmarks_to_boxes(landmarks, self.head.landmark_sets[self.box_source].cross_iou_mode)
 
     def _with_landmark_targets(self, instances: Instances) -> Instances:
         """``instances`` with the landmark targets of every set: as LandmarkDatasetMapper wrote
@@ -267,7 +302,7 @@ class LSNet(DenseDetector):
         gt_instances: List[Instances],
     ) -> Dict[str, Tensor]:
         """
-        Focal loss on every point against the refinement stage's labels; for each landmark set,
+        Focal loss (or QFL, see ``class_loss``) on every point against the refinement stage's labels; for each landmark set,
         cross-IoU loss of each stage on its positives (``loss_<set>_init``, ``loss_<set>_refine``).
         Each loss is divided by its stage's positives, summed over the images with at least 1 per
         image and averaged over workers.
@@ -291,13 +326,20 @@ class LSNet(DenseDetector):
         logits_all = cat(logits, dim=1).flatten(0, 1)
         if valid is not None:
             logits_all, one_hot = logits_all[valid.flatten()], one_hot[valid.flatten()]
-        loss_cls = sigmoid_focal_loss_jit(
-            logits_all,
-            one_hot,
-            alpha=self.focal_loss_alpha,
-            gamma=self.focal_loss_gamma,
-            reduction="sum",
-        )
+        if self.class_loss == "quality_focal":
+            quality = self._refined_box_quality(points, strides, crosses, refine_matched, gt_instances).flatten()
+            labels = gt_classes.flatten()
+            if valid is not None:
+                quality, labels = quality[valid.flatten()], labels[valid.flatten()]
+            loss_cls = quality_focal_loss(logits_all, labels, quality, beta=self.focal_loss_gamma, reduction="sum")
+        else:
+            loss_cls = sigmoid_focal_loss_jit(
+                logits_all,
+                one_hot,
+                alpha=self.focal_loss_alpha,
+                gamma=self.focal_loss_gamma,
+                reduction="sum",
+            )
         losses = {"loss_cls": loss_cls / num_refine}
         for name, (init, refined) in crosses.items():
             init_weight, refine_weight = self.loss_weights[name]
@@ -308,6 +350,17 @@ class LSNet(DenseDetector):
                 refine_weight * self._landmark_loss(name, refined, refine_matched, points, strides, gt_instances) / num_refine
             )
         return losses
+
+    @torch.no_grad()
+    def _refined_box_quality(self, points, strides, crosses, refine_matched, gt_instances) -> Tensor:
+        """(N, R) IoU of each refinement positive's refined box with its GT's assignment box; 0 elsewhere."""
+        refined_boxes = self.landmark_boxes(crosses[self.box_source][1], points, strides)
+        quality = refined_boxes.new_zeros(refined_boxes.shape[:2])
+        for quality_i, boxes_i, matched_i, instances in zip(quality, refined_boxes, refine_matched, gt_instances):
+            positive = matched_i >= 0
+            gt_boxes = self.assignment_boxes(instances)[matched_i[positive]]
+            quality_i[positive] = aligned_box_iou(boxes_i[positive].float(), gt_boxes.float()).to(quality.dtype)
+        return quality
 
     @staticmethod
     def _normalizer(matched: List[Tensor]) -> Tensor:
