@@ -242,6 +242,7 @@ def test_training_without_any_target_names_the_mapper(repo_root):
         ("MODEL.LSNET.CLASS_LOSS", "softmax", "MODEL.LSNET.CLASS_LOSS"),
         ("MODEL.LSNET.REFINE_ASSIGN_ON", "gt", "MODEL.LSNET.REFINE_ASSIGN_ON"),
         ("MODEL.LSNET.REFINE_ANCHOR_SCALE", 0.0, "MODEL.LSNET.REFINE_ANCHOR_SCALE"),
+        ("MODEL.LSNET.REFINE_LOSS_WEIGHTING", "iou", "MODEL.LSNET.REFINE_LOSS_WEIGHTING"),
     ],
 )
 def test_bad_config_values_are_named(repo_root, key, value, message):

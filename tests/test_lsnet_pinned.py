@@ -289,32 +289,36 @@ def _normalizer(matched):
     return float(sum(max(int((m >= 0).sum()), 1) for m in matched))
 
 
-def _reference_landmark_loss(task, name, stage, inputs, predictions, matched):
+def _reference_landmark_loss(task, name, stage, inputs, predictions, matched, point_weights=None):
     """Summed cross_iou_loss of one set and stage (0 initial, 1 refined) over the stage's positives, without
     weight or normalizer: predicted crosses (in strides) / POINT_BASE_SCALE against (GT landmark - point) /
-    (POINT_BASE_SCALE * stride); the penalty's target box likewise."""
+    (POINT_BASE_SCALE * stride); the penalty's target box likewise. ``point_weights`` (N, R): each
+    positive's loss times its point's weight."""
     points, strides = _points_and_strides()
     set_index = list(LOSS_WEIGHTS[task]).index(name)
     crosses = _per_point(predictions[1 + 2 * set_index + stage], crosses=True)
     total = torch.zeros(())
-    for crosses_i, matched_i, x in zip(crosses, matched, inputs):
+    for i, (crosses_i, matched_i, x) in enumerate(zip(crosses, matched, inputs)):
         instances = x["instances"]
         positive = matched_i >= 0
         gt = matched_i[positive]
         unit = POINT_BASE_SCALE * strides[positive]
         target = (instances.get(f"gt_{name}_landmarks")[gt] - points[positive][:, None, :]) / unit[:, None, None]
         target_boxes = (_assignment_boxes(task, instances)[gt] - points[positive].repeat(1, 2)) / unit[:, None]
-        total = total + cross_iou_loss(
+        per_positive = cross_iou_loss(
             crosses_i[positive] / POINT_BASE_SCALE,
             target,
             mode=name,
             alpha=0.3,  # CROSS_IOU_ALPHA
             visible=instances.gt_keypoint_visible[gt] if name == "keypoint" else None,
-            reduction="sum",
+            reduction="none",
             num_groups=4,  # CONTOUR_GROUPS
             target_boxes=None if name == "keypoint" else target_boxes,
             keypoint_overlap="object",  # lsnet_keypoint_slim_R_FPN.yaml's KEYPOINT_OVERLAP
         )
+        if point_weights is not None:
+            per_positive = per_positive * point_weights[i][positive]
+        total = total + per_positive.sum()
     return total
 
 
@@ -545,6 +549,30 @@ def test_quality_focal_class_loss_targets_the_iou_of_the_refined_box(repo_root, 
     _assert_value(losses["loss_cls"], expected)
     reference = _training_losses(build_model(_cfg(repo_root, config, *LOSS_OPTS)).train(), inputs, predictions)
     assert {k: v for k, v in losses.items() if k != "loss_cls"} == {k: v for k, v in reference.items() if k != "loss_cls"}
+
+
+@pytest.mark.parametrize("task", ["box", "contour", "keypoint"])
+def test_score_weighting_weights_each_refined_positive_by_its_best_class_probability(repo_root, task):
+    """MODEL.LSNET.REFINE_LOSS_WEIGHTING score (GFL's box-loss weighting): loss_<set>_refine = the set's refined
+    weight x sum over the refinement positives of s_p x cross-IoU_p / max(1, sum of s_p), s_p the highest
+    sigmoid of the point's class logits; the initial and class losses do not change."""
+    config = {"box": BOX_CONFIG, "contour": CONTOUR_CONFIG, "keypoint": KEYPOINT_CONFIG}[task]
+    model = build_model(_cfg(repo_root, config, *LOSS_OPTS, "MODEL.LSNET.REFINE_LOSS_WEIGHTING", "score")).train()
+    generator = torch.Generator().manual_seed(12)
+    inputs = _inputs(task, IMAGES, generator)
+    predictions = _predictions(task, model.num_classes, len(inputs), generator)
+    _, refine_matched, _ = _reference_assignment(task, inputs, predictions)
+    scores = _per_point(predictions[0]).sigmoid().amax(dim=2)  # (N, R)
+    weight_sum = sum(s[m >= 0].sum() for s, m in zip(scores, refine_matched))
+    assert weight_sum > 1  # the normalizer is the weights' sum, not its floor of 1
+    losses = _training_losses(model, inputs, predictions)
+    for name, (_, weight) in LOSS_WEIGHTS[task].items():
+        loss = _reference_landmark_loss(task, name, 1, inputs, predictions, refine_matched, scores)
+        _assert_value(losses[f"loss_{name}_refine"], weight * loss / weight_sum)
+    reference = _training_losses(build_model(_cfg(repo_root, config, *LOSS_OPTS)).train(), inputs, predictions)
+    assert {k: v for k, v in losses.items() if not k.endswith("_refine")} == {
+        k: v for k, v in reference.items() if not k.endswith("_refine")
+    }
 
 
 def test_refinement_on_anchors_is_atss_on_squares_of_the_anchor_scale(repo_root):

@@ -133,6 +133,10 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # "quality_focal" (GFL's QFL, with FOCAL_LOSS_GAMMA as its beta: the target of a positive is the
     # IoU of its refined box with its GT box, detached; an ablation, docs/results.md).
     cfg.MODEL.LSNET.CLASS_LOSS = "focal"
+    # How the refined landmark losses weight their positives: "uniform" (each counts once, divided by
+    # their number; the reference) or "score" (as GFL's box losses: each positive weighted by its
+    # highest class probability, detached, divided by the sum of those weights; an ablation).
+    cfg.MODEL.LSNET.REFINE_LOSS_WEIGHTING = "uniform"
     cfg.MODEL.LSNET.PRIOR_PROB = 0.01
     cfg.MODEL.LSNET.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.LSNET.FOCAL_LOSS_GAMMA = 2.0

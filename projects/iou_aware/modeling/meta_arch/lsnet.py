@@ -6,8 +6,9 @@ task (``MODEL.LSNET.TASK``) as crosses, initial and refined. The initial stage i
 point per GT (the nearest to its centre on the level of its size); the refinement stage and the
 classes on the points that ATSS picks among the boxes of the initial landmarks. Both stages use the
 cross-IoU loss on vectors in units of ``point_base_scale * stride``; classes use the focal loss.
-Two ablations reach beyond the reference (``MODEL.LSNET.CLASS_LOSS``, ``REFINE_ASSIGN_ON``): GFL's
-quality focal loss for the classes, and ATSS on fixed anchor squares instead of the initial boxes.
+Three ablations reach beyond the reference (``MODEL.LSNET.CLASS_LOSS``, ``REFINE_ASSIGN_ON``,
+``REFINE_LOSS_WEIGHTING``): GFL's quality focal loss for the classes, ATSS on fixed anchor squares
+instead of the initial boxes, and GFL's weighting of each positive's regression by its score.
 
 Inference decodes the refined landmarks: boxes (from the box set, or the contour's extent), masks
 (the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
@@ -35,11 +36,12 @@ from ..box_regression import anchor_points_and_strides
 from ..landmark_head import LandmarkHead
 from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
 
-__all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS"]
+__all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
 
 # MODEL.LSNET.CLASS_LOSS and MODEL.LSNET.REFINE_ASSIGN_ON; the first of each is the reference's.
 CLASS_LOSSES = ("focal", "quality_focal")
 REFINE_ASSIGN_TARGETS = ("initial_boxes", "anchors")
+REFINE_LOSS_WEIGHTINGS = ("uniform", "score")
 
 
 @META_ARCH_REGISTRY.register()
@@ -67,6 +69,7 @@ class LSNet(DenseDetector):
         class_loss: str = "focal",
         refine_assign_on: str = "initial_boxes",
         refine_anchor_scale: float = 8.0,
+        refine_loss_weighting: str = "uniform",
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
@@ -91,6 +94,11 @@ class LSNet(DenseDetector):
             refine_assign_on: one of :data:`REFINE_ASSIGN_TARGETS`: what the refinement assigner
                 ranks, the boxes of the initial landmarks or squares of side
                 ``refine_anchor_scale * stride`` centred on the anchor points.
+            refine_loss_weighting: one of :data:`REFINE_LOSS_WEIGHTINGS`: the refined landmark
+                losses count each refinement positive once and are divided by their number
+                ("uniform"), or, as GFL's box losses, weight each positive by its highest class
+                probability (detached) and are divided by the sum of those weights ("score";
+                averaged over workers, at least 1).
             test_min_box_area: detections whose box is at most this area (px^2 of the output
                 image, i.e. the original image) are dropped after NMS, as the reference's pose test.
             Other arguments: as Detectron2's RetinaNet.
@@ -100,6 +108,10 @@ class LSNet(DenseDetector):
             raise ValueError(f"MODEL.LSNET.CLASS_LOSS = {class_loss!r}; use one of {CLASS_LOSSES}.")
         if refine_assign_on not in REFINE_ASSIGN_TARGETS:
             raise ValueError(f"MODEL.LSNET.REFINE_ASSIGN_ON = {refine_assign_on!r}; use one of {REFINE_ASSIGN_TARGETS}.")
+        if refine_loss_weighting not in REFINE_LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"MODEL.LSNET.REFINE_LOSS_WEIGHTING = {refine_loss_weighting!r}; use one of {REFINE_LOSS_WEIGHTINGS}."
+            )
         if not refine_anchor_scale > 0:
             raise ValueError(f"MODEL.LSNET.REFINE_ANCHOR_SCALE = {refine_anchor_scale}; it must be > 0.")
         missing = set(head.landmark_sets) - set(loss_weights)
@@ -119,6 +131,7 @@ class LSNet(DenseDetector):
         self.class_loss = class_loss
         self.refine_assign_on = refine_assign_on
         self.refine_anchor_scale = refine_anchor_scale
+        self.refine_loss_weighting = refine_loss_weighting
         self.test_score_thresh = test_score_thresh
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
@@ -164,6 +177,7 @@ class LSNet(DenseDetector):
             "class_loss": node.CLASS_LOSS,
             "refine_assign_on": node.REFINE_ASSIGN_ON,
             "refine_anchor_scale": node.REFINE_ANCHOR_SCALE,
+            "refine_loss_weighting": node.REFINE_LOSS_WEIGHTING,
             "test_score_thresh": node.SCORE_THRESH_TEST,
             "test_topk_candidates": node.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": node.NMS_THRESH_TEST,
@@ -341,14 +355,17 @@ class LSNet(DenseDetector):
                 reduction="sum",
             )
         losses = {"loss_cls": loss_cls / num_refine}
+        point_weights, refine_normalizer = None, num_refine
+        if self.refine_loss_weighting == "score":
+            point_weights = cat(logits, dim=1).detach().sigmoid().amax(dim=2)  # (N, R)
+            refine_normalizer = reduce_mean(point_weights[refine_matched_all >= 0].sum().float()).clamp(min=1.0)
         for name, (init, refined) in crosses.items():
             init_weight, refine_weight = self.loss_weights[name]
             losses[f"loss_{name}_init"] = (
                 init_weight * self._landmark_loss(name, init, init_matched, points, strides, gt_instances) / num_init
             )
-            losses[f"loss_{name}_refine"] = (
-                refine_weight * self._landmark_loss(name, refined, refine_matched, points, strides, gt_instances) / num_refine
-            )
+            refine_loss = self._landmark_loss(name, refined, refine_matched, points, strides, gt_instances, point_weights)
+            losses[f"loss_{name}_refine"] = refine_weight * refine_loss / refine_normalizer
         return losses
 
     @torch.no_grad()
@@ -367,16 +384,19 @@ class LSNet(DenseDetector):
         num_pos = sum((m >= 0).sum().clamp(min=1) for m in matched).float()
         return reduce_mean(num_pos).clamp(min=1.0)
 
-    def _landmark_loss(self, name, crosses, matched, points, strides, gt_instances) -> Tensor:
+    def _landmark_loss(self, name, crosses, matched, points, strides, gt_instances, point_weights=None) -> Tensor:
         """Summed cross-IoU loss of one landmark set and stage: (N, R, L, 4) crosses against the
         landmarks of the GT matched to each positive point, both in units of
-        point_base_scale * stride; the box penalty's target is the GT's :meth:`assignment_boxes`."""
+        point_base_scale * stride; the box penalty's target is the GT's :meth:`assignment_boxes`.
+        ``point_weights`` (N, R), if given, multiplies each positive's loss."""
         landmark_set = self.head.landmark_sets[name]
         mode = landmark_set.cross_iou_mode
         crosses = cat(crosses, dim=1)
-        pred, target, target_boxes, visible = [], [], [], []
-        for crosses_i, matched_i, instances in zip(crosses, matched, gt_instances):
+        pred, target, target_boxes, visible, weights = [], [], [], [], []
+        for i, (crosses_i, matched_i, instances) in enumerate(zip(crosses, matched, gt_instances)):
             positive = matched_i >= 0
+            if point_weights is not None:
+                weights.append(point_weights[i][positive])
             gt_index = matched_i[positive]
             scale = (self.point_base_scale * strides[positive])[:, None]
             pred.append(crosses_i[positive] / self.point_base_scale)
@@ -392,6 +412,7 @@ class LSNet(DenseDetector):
             mode=mode,
             alpha=self.cross_iou_alpha,
             visible=torch.cat(visible) if visible else None,
+            weight=torch.cat(weights) if weights else None,
             reduction="sum",
             num_groups=self.contour_groups,
             target_boxes=None if mode == "keypoint" else torch.cat(target_boxes),
