@@ -11,7 +11,9 @@ On the config's first test set (at test resolution, no flip), with the training 
   positives per such instance;
 * landmark errors: per landmark set, stage and landmark, the mean distance in pixels between the
   decoded landmarks at the positive points and the GT (labelled keypoints only), and the same
-  divided by the instance's sqrt(box area);
+  divided by the instance's sqrt(box area); also the initial landmarks at the refinement
+  positives ("init_at_refine_positives"), the points the refinement starts from, so that what the
+  refinement adds is measured on the same points;
 * the validation losses (the training losses on the test set);
 * AP of the model, and the ceiling of its scores: AP when the refined landmarks at every
   refinement-positive point are replaced by the GT ones (what perfect regression would give with
@@ -106,7 +108,9 @@ def diagnose(cfg, model, dataset, output_dir):
     sets = model.head.landmark_sets
     stats = {"init": [0, 0, 0], "refine": [0, 0, 0]}  # GTs, GTs with a positive, positives
     errors = {
-        (name, stage): defaultdict(lambda n=s.num_landmarks: torch.zeros(n)) for name, s in sets.items() for stage in ("init", "refine")
+        (name, stage): defaultdict(lambda n=s.num_landmarks: torch.zeros(n))
+        for name, s in sets.items()
+        for stage in ("init", "refine", "init_at_refine_positives")
     }
     losses = defaultdict(float)
     head_forward = model.head.forward
@@ -132,6 +136,9 @@ def diagnose(cfg, model, dataset, output_dir):
                 for name, (init, refined) in crosses.items():
                     stage_crosses = init if stage == "init" else refined
                     _landmark_errors(model, stage_crosses, matched, points, strides, gt_instances, name, errors[(name, stage)])
+            for name, (init, _) in crosses.items():
+                key = (name, "init_at_refine_positives")
+                _landmark_errors(model, init, refine_matched, points, strides, gt_instances, name, errors[key])
             outputs = model(batch)
             tasks_evaluator["model"].process(batch, outputs)
             ceiling = _with_ground_truth_landmarks(model, predictions, points, strides, refine_matched, gt_instances)
