@@ -392,11 +392,9 @@ class LSNet(DenseDetector):
         landmark_set = self.head.landmark_sets[name]
         mode = landmark_set.cross_iou_mode
         crosses = cat(crosses, dim=1)
-        pred, target, target_boxes, visible, weights = [], [], [], [], []
-        for i, (crosses_i, matched_i, instances) in enumerate(zip(crosses, matched, gt_instances)):
+        pred, target, target_boxes, visible = [], [], [], []
+        for crosses_i, matched_i, instances in zip(crosses, matched, gt_instances):
             positive = matched_i >= 0
-            if point_weights is not None:
-                weights.append(point_weights[i][positive])
             gt_index = matched_i[positive]
             scale = (self.point_base_scale * strides[positive])[:, None]
             pred.append(crosses_i[positive] / self.point_base_scale)
@@ -412,7 +410,8 @@ class LSNet(DenseDetector):
             mode=mode,
             alpha=self.cross_iou_alpha,
             visible=torch.cat(visible) if visible else None,
-            weight=torch.cat(weights) if weights else None,
+            # Image-major, as the positives are concatenated above.
+            weight=None if point_weights is None else point_weights[torch.stack(matched) >= 0],
             reduction="sum",
             num_groups=self.contour_groups,
             target_boxes=None if mode == "keypoint" else torch.cat(target_boxes),
