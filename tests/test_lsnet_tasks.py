@@ -81,6 +81,22 @@ def test_head_outputs_per_task(repo_root, config, sets):
                 assert outputs[stage][level].shape == (1, 4 * num_landmarks, size, size)
 
 
+def test_feat_channels_widens_every_tower_and_prediction_conv(repo_root):
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.FEAT_CHANNELS", 96))
+    head = model.head
+    for tower in [head.cls_tower] + [branch.tower for branch in head.branches.values()]:
+        assert tower[0][0].in_channels == 64  # the FPN's channels
+        assert all(block[0].out_channels == 96 for block in tower)
+    assert head.cls_branch.predict.in_channels == 96
+    assert all(branch.refine.fuse.in_channels == 3 * 96 for branch in head.branches.values())
+    outputs = head([torch.randn(1, 64, s, s) for s in (16, 8, 4, 2, 1)])
+    assert outputs[0][0].shape == (1, 1, 16, 16) and outputs[-1][0].shape == (1, 4 * 18, 16, 16)
+    default = build_model(_cfg(repo_root, KEYPOINT_CONFIG)).head
+    assert default.cls_tower[0][0].out_channels == 64
+    with pytest.raises(ValueError, match="FEAT_CHANNELS"):
+        build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.FEAT_CHANNELS", -1))
+
+
 @pytest.mark.parametrize("config, task", [(CONTOUR_CONFIG, "contour"), (KEYPOINT_CONFIG, "keypoint")])
 def test_training_losses_are_finite_and_decrease(repo_root, config, task):
     torch.manual_seed(0)

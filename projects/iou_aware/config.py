@@ -95,6 +95,9 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # convs (DCNv2, offsets predicted from the input) as in the reference's "dcn" setting.
     cfg.MODEL.LSNET.NUM_CONVS = 3
     cfg.MODEL.LSNET.DEFORMABLE_TOWERS = False
+    # Channels of the towers and the prediction convs after them (the reference's feat_channels);
+    # 0: the FPN's channels (MODEL.FPN.OUT_CHANNELS), as the reference's configs.
+    cfg.MODEL.LSNET.FEAT_CHANNELS = 0
     # Sampling points of the landmark-guided (pyramid) deformable conv: some initial landmarks plus
     # free points predicted beside them, 9 in all (a 3x3 kernel).
     cfg.MODEL.LSNET.NUM_KERNEL_POINTS = 9

@@ -100,8 +100,12 @@ def _conv_block(in_channels: int, out_channels: int, deformable: bool, impl: str
     return nn.Sequential(conv, group_norm_32(out_channels), nn.ReLU(inplace=True))
 
 
-def _tower(channels: int, num_convs: int, deformable: bool, impl: str) -> nn.Sequential:
-    return nn.Sequential(*[_conv_block(channels, channels, deformable, impl) for _ in range(num_convs)])
+def _tower(in_channels: int, channels: int, num_convs: int, deformable: bool, impl: str) -> nn.Sequential:
+    """``num_convs`` conv blocks, the first from ``in_channels`` to ``channels``."""
+    if num_convs < 1 and in_channels != channels:
+        raise ValueError(f"A tower without convs cannot map {in_channels} to {channels} channels.")
+    widths = [in_channels] + [channels] * num_convs
+    return nn.Sequential(*[_conv_block(widths[i], channels, deformable, impl) for i in range(num_convs)])
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, std: float = 0.01, bias: float = 0.0) -> nn.Conv2d:
@@ -134,6 +138,7 @@ class LandmarkBranch(nn.Module):
     def __init__(
         self,
         landmark_set: LandmarkSet,
+        in_channels: int,
         channels: int,
         num_convs: int,
         deformable_towers: bool,
@@ -146,7 +151,7 @@ class LandmarkBranch(nn.Module):
         self.gradient_mul = gradient_mul
         self.num_free_points = num_kernel_points - len(landmark_set.kernel_landmarks)
         num_landmarks = landmark_set.num_landmarks
-        self.tower = _tower(channels, num_convs, deformable_towers, deform_conv_impl)
+        self.tower = _tower(in_channels, channels, num_convs, deformable_towers, deform_conv_impl)
         self.init_conv = _conv(channels, channels, 3)
         self.init_pred = _conv(channels, 4 * num_landmarks + 2 * self.num_free_points, 1)
         self.refine = _LandmarkGuidedBranch(channels, 4 * num_landmarks, deform_conv_impl)
@@ -189,6 +194,7 @@ class LandmarkHead(nn.Module):
         num_classes: int,
         task: str = "box",
         num_convs: int = 3,
+        feat_channels: int = 0,
         deformable_towers: bool = False,
         num_kernel_points: int = 9,
         gradient_mul: float = 0.1,
@@ -203,6 +209,8 @@ class LandmarkHead(nn.Module):
             num_classes: number of foreground classes.
             task: a key of :data:`TASK_LANDMARK_SETS`.
             num_convs: conv3x3 + GN + ReLU layers per tower.
+            feat_channels: channels of the towers and of everything after them (the first tower
+                conv maps the input to them); 0: the input's channels, as the reference.
             deformable_towers: DCNv2 convs in the towers instead of plain convs.
             num_kernel_points: taps of the landmark-guided deformable conv (9 = 3x3).
             gradient_mul: share of the gradient that flows from the sampling points back into
@@ -221,19 +229,23 @@ class LandmarkHead(nn.Module):
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
             raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")
-        channels = channels.pop()
+        in_channels = channels.pop()
+        if feat_channels < 0:
+            raise ValueError(f"MODEL.LSNET.FEAT_CHANNELS = {feat_channels}; use 0 (the input's channels) or a positive width.")
+        channels = feat_channels or in_channels
         self.task = task
         self.num_contour_points = num_contour_points
         self.strides = [s.stride for s in input_shape]
         self.num_classes = num_classes
         schema = landmark_sets(num_keypoints, num_contour_points, num_kernel_points)
-        self.cls_tower = _tower(channels, num_convs, deformable_towers, deform_conv_impl)
+        self.cls_tower = _tower(in_channels, channels, num_convs, deformable_towers, deform_conv_impl)
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.cls_branch = _LandmarkGuidedBranch(channels, num_classes, deform_conv_impl, out_bias=bias)
         self.branches = nn.ModuleDict(
             {
                 name: LandmarkBranch(
                     schema[name],
+                    in_channels,
                     channels,
                     num_convs,
                     deformable_towers,
@@ -254,6 +266,7 @@ class LandmarkHead(nn.Module):
             "num_classes": node.NUM_CLASSES,
             "task": node.TASK,
             "num_convs": node.NUM_CONVS,
+            "feat_channels": node.FEAT_CHANNELS,
             "deformable_towers": node.DEFORMABLE_TOWERS,
             "num_kernel_points": node.NUM_KERNEL_POINTS,
             "gradient_mul": node.GRADIENT_MUL,
