@@ -59,8 +59,14 @@ def _cpu_worker(local_rank, main_func, world_size, num_processes_per_machine, ma
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
     comm.synchronize()
-    with cpu_ddp_model_wrapping():
-        main_func(*args)
+    try:
+        with cpu_ddp_model_wrapping():
+            main_func(*args)
+        # Every rank leaves together: a rank that exits while gloo's threads still serve another
+        # rank's last collectives dies with "terminate called without an active exception".
+        comm.synchronize()
+    finally:
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
