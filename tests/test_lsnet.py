@@ -72,6 +72,23 @@ def test_refined_crosses_are_softplus_of_raw_plus_detached_initial(repo_root):
         assert (grad is not None and grad.abs().sum() > 0) == reaches
 
 
+@pytest.mark.parametrize("init, expected_std", [("normal", 0.01), ("kaiming", math.sqrt(2 / (64 * 9)))])
+def test_initial_conv_init_draws_from_the_reference_or_he_normal(repo_root, init, expected_std):
+    """The 3x3 conv before the initial landmarks: std 0.01 ("normal", the reference's normal_init)
+    or He normal over the fan-out ("kaiming", mmcv's kaiming_init): sqrt(2 / (64 channels x 9 taps))
+    = 0.0589 for the slim FPN's 64 channels; zero-mean, zero bias, for every landmark branch. The
+    other convs of the branch keep the reference's std 0.01."""
+    torch.manual_seed(0)
+    model = build_model(_cfg(repo_root, "MODEL.LSNET.TASK", "keypoint", "MODEL.KEYPOINT_ON", True,
+                             "MODEL.LSNET.INITIAL_CONV_INIT", init))
+    for branch in model.head.branches.values():
+        weight = branch.init_conv.weight  # (64, 64, 3, 3): 36864 draws, the std within ~1%
+        assert weight.std().item() == pytest.approx(expected_std, rel=0.03)
+        assert abs(weight.mean().item()) < 3 * expected_std / math.sqrt(weight.numel())
+        assert (branch.init_conv.bias == 0).all()
+        assert branch.init_pred.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
 def test_centre_point_assigner_by_hand():
     strides = [8, 16, 32]
     anchors = []
@@ -243,6 +260,7 @@ def test_training_without_any_target_names_the_mapper(repo_root):
         ("MODEL.LSNET.REFINE_ASSIGN_ON", "gt", "MODEL.LSNET.REFINE_ASSIGN_ON"),
         ("MODEL.LSNET.REFINE_ANCHOR_SCALE", 0.0, "MODEL.LSNET.REFINE_ANCHOR_SCALE"),
         ("MODEL.LSNET.REFINE_LOSS_WEIGHTING", "iou", "MODEL.LSNET.REFINE_LOSS_WEIGHTING"),
+        ("MODEL.LSNET.INITIAL_CONV_INIT", "xavier", "MODEL.LSNET.INITIAL_CONV_INIT"),
     ],
 )
 def test_bad_config_values_are_named(repo_root, key, value, message):

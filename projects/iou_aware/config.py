@@ -106,6 +106,10 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "grid_sample"
     # Share of the gradient that flows from the deformable sampling back into the initial landmarks.
     cfg.MODEL.LSNET.GRADIENT_MUL = 0.1
+    # Initialization of the 3x3 conv before each initial-landmark prediction: "normal" (std 0.01,
+    # the reference's) or "kaiming" (He normal over the fan-out, as the reference initializes its
+    # pyramid deformable conv); "kaiming" trains faster from scratch (docs/lsnet_pose.md section 11).
+    cfg.MODEL.LSNET.INITIAL_CONV_INIT = "normal"
     # Landmark vectors are divided by POINT_BASE_SCALE * stride before the cross-IoU loss; the
     # initial stage puts each GT on the level whose stride is about its size / POINT_BASE_SCALE.
     cfg.MODEL.LSNET.POINT_BASE_SCALE = 4
