@@ -59,6 +59,18 @@ def test_lsnet_coco_configs_train_as_the_reference(path):
     assert clip.ENABLED and clip.CLIP_TYPE == "full_model" and clip.CLIP_VALUE == 35.0 and clip.NORM_TYPE == 2.0
 
 
+@pytest.mark.parametrize("path", ["configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml", "configs/COCO-Keypoints/lsnet_R_50_FPN_1x.yaml"])
+def test_lsnet_pose_configs_use_the_measured_remedies_and_the_defaults_stay_the_reference(path):
+    """The pose configs pool the keypoint cross-IoU per person and start the conv before the initial
+    landmarks from He normal (docs/lsnet_pose.md sections 5 and 11); the package defaults, which
+    every other LSNet config keeps, are the reference's."""
+    node = _load(f"{REPO_ROOT}/{path}").MODEL.LSNET
+    assert node.KEYPOINT_OVERLAP == "object" and node.INITIAL_CONV_INIT == "kaiming"
+    defaults = get_cfg()
+    add_iou_aware_config(defaults)
+    assert defaults.MODEL.LSNET.KEYPOINT_OVERLAP == "axis" and defaults.MODEL.LSNET.INITIAL_CONV_INIT == "normal"
+
+
 def _coco(name):
     return _load(f"{REPO_ROOT}/configs/COCO-Detection/{name}")
 
@@ -119,6 +131,9 @@ def test_coco_config_builds_without_weights_and_runs_one_inference(path):
         else:
             getattr(cfg.MODEL, node).SCORE_THRESH_TEST = 0.0
     cfg.TEST.DETECTIONS_PER_IMAGE = 5
+    # The pose config keeps only boxes over 32 x 32 px, which an untrained model's need not be on
+    # a 96 x 128 image (the filter has its own test in test_lsnet_tasks.py).
+    cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
     model = build_model(cfg).eval()
     # Without weights, FrozenBN's unit statistics let the residual branches' variance compound over
     # the blocks until every box decodes to nothing; zeroing each bottleneck's last norm (the
