@@ -6,6 +6,26 @@ Detectron2 is not on PyPI, and torch must match the installed CUDA, so they are 
 """
 from setuptools import find_packages, setup
 
+
+def cpu_extensions():
+    """``iou_aware._C``: the CPU kernel of the "fused" deformable conv (MODEL.LSNET.DEFORM_CONV_IMPL).
+    Optional: without a C++ compiler the package installs without it, and the deformable convs
+    fall back to ``F.grid_sample`` (iou_aware.modeling.deformable)."""
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:  # torch is installed first by scripts/install.sh; a bare `pip install .` skips the kernel
+        return {}, []
+    extension = CppExtension(
+        "iou_aware._C",
+        ["projects/iou_aware/csrc/deform_gather.cpp"],
+        extra_compile_args=["-O3", "-fopenmp-simd"],
+        optional=True,
+    )
+    return {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}, [extension]
+
+
+CMDCLASS, EXT_MODULES = cpu_extensions()
+
 # The configs travel inside the package (iou_aware/model_zoo/configs is a link to configs/ in the
 # source tree; the wheel holds the files), so an installed iou_aware finds them by iou_aware://.
 CONFIG_FILES = ["configs/*.yaml", "configs/*/*.yaml"]
@@ -19,6 +39,8 @@ setup(
     packages=["iou_aware"]
     + ["iou_aware." + p for p in find_packages(where="projects/iou_aware")],
     package_data={"iou_aware.model_zoo": CONFIG_FILES},
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     python_requires=">=3.9",
     install_requires=[
         "numpy",

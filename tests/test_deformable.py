@@ -1,17 +1,25 @@
 """Deformable convs of LSNet's head against torchvision's deform_conv2d and direct indexing."""
 import math
+import shutil
+
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
+from iou_aware.modeling import deformable
 from iou_aware.modeling.deformable import (
     ModulatedDeformConv,
     PyramidDeformConv,
     deform_conv3x3,
+    fused_kernel_available,
     kernel_grid,
     location_grid,
     pyramid_levels,
 )
+
+# Every implementation this machine can run; the C++ kernel is built by setup.py wherever a
+# compiler is (test_the_fused_kernel_is_built_where_a_compiler_is).
+FAST_IMPLS = ["grid_sample"] + (["fused"] if fused_kernel_available() else [])
 
 
 def _random_positions(n, h, w, generator, margin=1.5):
@@ -20,7 +28,7 @@ def _random_positions(n, h, w, generator, margin=1.5):
     return torch.rand(n, 9, 2, h, w, generator=generator, dtype=torch.float64) * (scale + 2 * margin) - margin
 
 
-@pytest.mark.parametrize("impl", ["grid_sample", "torchvision"])
+@pytest.mark.parametrize("impl", FAST_IMPLS + ["torchvision", "auto"])
 @pytest.mark.parametrize("with_mask", [False, True])
 def test_deform_conv3x3_equals_deform_conv2d_on_its_own_grid(impl, with_mask):
     g = torch.Generator().manual_seed(0)
@@ -37,16 +45,19 @@ def test_deform_conv3x3_equals_deform_conv2d_on_its_own_grid(impl, with_mask):
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_without_offsets_it_is_a_plain_conv():
+@pytest.mark.parametrize("impl", FAST_IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_without_offsets_it_is_a_plain_conv(impl, dtype):
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 3, 6, 6, generator=g, dtype=torch.float64)
-    weight = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64)
-    taps = location_grid(6, 6, dtype=torch.float64)[None] + kernel_grid(dtype=torch.float64)[:, :, None, None]
-    actual = deform_conv3x3(x, taps[None], weight)
+    x = torch.randn(1, 3, 6, 6, generator=g, dtype=dtype)
+    weight = torch.randn(2, 3, 3, 3, generator=g, dtype=dtype)
+    taps = location_grid(6, 6, dtype=dtype)[None] + kernel_grid(dtype=dtype)[:, :, None, None]
+    actual = deform_conv3x3(x, taps[None], weight, impl=impl)
     torch.testing.assert_close(actual, torch.nn.functional.conv2d(x, weight, padding=1))
 
 
-def test_pyramid_samples_the_same_pixels_on_every_level():
+@pytest.mark.parametrize("impl", FAST_IMPLS)
+def test_pyramid_samples_the_same_pixels_on_every_level(impl):
     """Levels built by subsampling one map: B = A[::2, ::2], C = A[::4, ::4]. Integer positions on
     B that are even read the same pixels of A on all three levels, so the three outputs equal
     sum_k w_k * A[2 * q_k] computed by indexing."""
@@ -54,7 +65,7 @@ def test_pyramid_samples_the_same_pixels_on_every_level():
     a = torch.randn(1, 3, 32, 32, generator=g, dtype=torch.float64)
     levels = [a, a[..., ::2, ::2], a[..., ::4, ::4]]
     strides = [8, 16, 32]
-    conv = PyramidDeformConv(3, 2).double()
+    conv = PyramidDeformConv(3, 2, impl).double()
     q = 2 * torch.randint(0, 8, (1, 9, 2, 16, 16), generator=g).double()  # even, inside B (16 x 16)
     out = conv(levels, strides, 1, q)
     assert out.shape == (1, 6, 16, 16)
@@ -66,27 +77,35 @@ def test_pyramid_samples_the_same_pixels_on_every_level():
         torch.testing.assert_close(chunk, expected)
 
 
+@pytest.mark.parametrize("impl", FAST_IMPLS)
 @pytest.mark.parametrize("sizes", [[(16, 16), (8, 8), (4, 4), (2, 2)], [(25, 19), (13, 10), (7, 5)]])
-def test_pyramid_implementations_agree_on_every_level(sizes):
-    """grid_sample against deform_conv2d (read with a conv stride for finer levels and zero
-    padding for coarser ones), odd sizes included."""
+def test_pyramid_implementations_agree_on_every_level(impl, sizes):
+    """Each implementation against deform_conv2d (read with a conv stride for finer levels and zero
+    padding for coarser ones), odd sizes included, values and gradients (features, weight,
+    positions) in float64."""
     g = torch.Generator().manual_seed(3)
-    features = [torch.randn(2, 4, h, w, generator=g, dtype=torch.float64) for h, w in sizes]
+    features = [torch.randn(2, 4, h, w, generator=g, dtype=torch.float64, requires_grad=True) for h, w in sizes]
     strides = [8 * 2**i for i in range(len(sizes))]
-    fast = PyramidDeformConv(4, 3).double()
+    fast = PyramidDeformConv(4, 3, impl).double()
     reference = PyramidDeformConv(4, 3, impl="torchvision").double()
     reference.load_state_dict(fast.state_dict())
     for level, (h, w) in enumerate(sizes):
-        positions = _random_positions(2, h, w, g)
-        torch.testing.assert_close(
-            fast(features, strides, level, positions), reference(features, strides, level, positions)
-        )
+        # Away from integer positions (on every level), where bilinear sampling is not differentiable.
+        positions = (_random_positions(2, h, w, g) + 0.003).requires_grad_()
+        results = []
+        for conv in (fast, reference):
+            out = conv(features, strides, level, positions)
+            inputs = [positions, conv.weight] + [features[i] for i in pyramid_levels(level, len(sizes))]
+            results.append([out] + list(torch.autograd.grad((out * out).sum(), inputs)))
+        for actual, expected in zip(*results):
+            torch.testing.assert_close(actual, expected)
 
 
-def test_modulated_deform_conv_implementations_agree_and_start_as_a_plain_conv():
+@pytest.mark.parametrize("impl", FAST_IMPLS)
+def test_modulated_deform_conv_implementations_agree_and_start_as_a_plain_conv(impl):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 4, 8, 6, generator=g, dtype=torch.float64)
-    fast = ModulatedDeformConv(4, 3).double()
+    fast = ModulatedDeformConv(4, 3, impl).double()
     # At initialization: zero offsets, modulation sigmoid(0) = 0.5.
     expected = 0.5 * torch.nn.functional.conv2d(x, fast.weight, padding=1) + fast.bias[:, None, None]
     torch.testing.assert_close(fast(x), expected)
@@ -96,8 +115,9 @@ def test_modulated_deform_conv_implementations_agree_and_start_as_a_plain_conv()
     torch.testing.assert_close(fast(x), reference(x))
 
 
+@pytest.mark.parametrize("impl", FAST_IMPLS)
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_grid_sample_gradients_match_torchvision(with_mask):
+def test_gradients_match_torchvision(impl, with_mask):
     """Values and gradients (input, weight, bias, positions, modulation) in float64, on a batch of 2
     (the weight is shared by the images: its gradient sums over them) and odd sizes."""
     g = torch.Generator().manual_seed(5)
@@ -109,8 +129,8 @@ def test_grid_sample_gradients_match_torchvision(with_mask):
     mask = torch.rand(2, 9, 7, 5, generator=g, dtype=torch.float64, requires_grad=True) if with_mask else None
     inputs = (x, weight, bias, positions) + ((mask,) if with_mask else ())
     results = []
-    for impl in ("grid_sample", "torchvision"):
-        out = deform_conv3x3(x, positions, weight, bias, mask, impl=impl)
+    for name in (impl, "torchvision"):
+        out = deform_conv3x3(x, positions, weight, bias, mask, impl=name)
         results.append((out,) + torch.autograd.grad((out * out).sum(), inputs))
     for fast, reference in zip(*results):
         torch.testing.assert_close(fast, reference)
@@ -133,3 +153,49 @@ def test_pyramid_deform_conv_is_initialised_as_the_reference():
     expected = math.sqrt(2 / (256 * 9))
     assert conv.weight.std().item() == pytest.approx(expected, rel=0.01)
     assert conv.weight.mean().item() == pytest.approx(0.0, abs=expected / 50)
+
+
+def test_the_fused_kernel_is_built_where_a_compiler_is():
+    """setup.py builds iou_aware._C as an optional extension: a failed build must not pass unseen
+    where a C++ compiler exists (CI's machines have one)."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the package runs with the grid_sample implementation")
+    assert fused_kernel_available(), "iou_aware._C was not built: rerun `make install` and read its log"
+
+
+@pytest.mark.skipif(not fused_kernel_available(), reason="iou_aware._C not built")
+def test_auto_picks_fused_on_cpu_and_grid_sample_elsewhere(monkeypatch):
+    calls = []
+    monkeypatch.setattr(deformable, "_deform_conv_fused", lambda *args: calls.append("fused"))
+    monkeypatch.setattr(deformable, "_deform_conv_grid_sample", lambda *args: calls.append("grid_sample"))
+    positions = torch.zeros(1, 9, 2, 3, 3)
+    deform_conv3x3(torch.zeros(1, 1, 3, 3), positions, torch.zeros(1, 1, 3, 3))
+    deform_conv3x3(torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16), positions, torch.zeros(1, 1, 3, 3))
+    assert calls == ["fused", "grid_sample"]
+
+
+@pytest.mark.skipif(not fused_kernel_available(), reason="iou_aware._C not built")
+def test_fused_gradients_at_the_border_and_outside_match_torchvision():
+    """Positions on the map's edges, just inside (-1, h), outside it and NaN-free far away: the
+    kernel reads zeros there with zero gradient, as deform_conv2d."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    ys = torch.tensor([-3.0, -0.999, -0.5, 0.25, 2.5, 3.75, 4.5, 4.999, 60.0], dtype=torch.float64)
+    xs = torch.tensor([-0.4, 3.6, -2.0, 1.3, 2.7, -0.99, 3.99, 0.5, 1e6], dtype=torch.float64)
+    positions = torch.stack([ys, xs], dim=1)[None, :, :, None, None].expand(1, 9, 2, 5, 4).clone().requires_grad_()
+    results = []
+    for impl in ("fused", "torchvision"):
+        out = deform_conv3x3(x, positions, weight, impl=impl)
+        results.append([out] + list(torch.autograd.grad((out * out).sum(), (x, weight, positions))))
+    for actual, expected in zip(*results):
+        torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.skipif(not fused_kernel_available(), reason="iou_aware._C not built")
+def test_fused_refuses_what_it_cannot_run():
+    positions = torch.zeros(1, 9, 2, 3, 3, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="DEFORM_CONV_IMPL auto or grid_sample"):
+        deform_conv3x3(torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16), positions, torch.zeros(1, 1, 3, 3), impl="fused")
+    with pytest.raises(RuntimeError, match="positions must be"):
+        deformable._cpu_kernels.deform_gather_forward(torch.zeros(1, 3, 3, 1), torch.zeros(1, 8, 2, 3, 3), None)

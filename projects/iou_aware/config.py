@@ -101,9 +101,11 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # Sampling points of the landmark-guided (pyramid) deformable conv: some initial landmarks plus
     # free points predicted beside them, 9 in all (a 3x3 kernel).
     cfg.MODEL.LSNET.NUM_KERNEL_POINTS = 9
-    # How deformable convs are computed: "grid_sample" (bilinear gather + matmul; ~8x faster
-    # training steps on CPU) or "torchvision" (torchvision.ops.deform_conv2d). Same results.
-    cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "grid_sample"
+    # How deformable convs are computed, same results (iou_aware.modeling.deformable): "fused" (the
+    # package's C++ CPU gather + one oneDNN GEMM), "grid_sample" (F.grid_sample + batched matmul, any
+    # device), "torchvision" (torchvision.ops.deform_conv2d) or "auto": "fused" for CPU float32 /
+    # float64 inputs when iou_aware._C is built, else "grid_sample" (docs/lsnet_training_profile.md).
+    cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "auto"
     # Share of the gradient that flows from the deformable sampling back into the initial landmarks.
     cfg.MODEL.LSNET.GRADIENT_MUL = 0.1
     # Initialization of the 3x3 conv before each initial-landmark prediction: "normal" (std 0.01,

@@ -7,11 +7,18 @@ Positions are given in the index units of the level the output lives on: (y, x) 
 centre of output location (i, j), a level's index i being pixel ``i * stride``. Samples are bilinear
 with zeros outside the feature map, as in every DCN.
 
-Two implementations of the same operation (``impl``), both needing no compiled Detectron2:
+Implementations of the same operation (``impl``, ``MODEL.LSNET.DEFORM_CONV_IMPL``), none needing
+a compiled Detectron2:
 
-* "grid_sample": ``F.grid_sample`` gathers the taps, one matmul applies the weights. About 8x
-  faster than torchvision's kernel for a training step on CPU (forward 3x, backward 10x).
+* "fused": this package's C++ CPU kernel (``iou_aware._C``, built by ``setup.py``): the bilinear
+  taps of a channels-last map gathered into one (N * H * W, 9 * Cin) matrix, the modulation folded
+  into the bilinear weights, one GEMM with the weights; its backward scatters once into the
+  features. CPU float32 / float64 only.
+* "grid_sample": ``F.grid_sample`` gathers the taps, one batched matmul applies the weights. Any
+  device and dtype.
 * "torchvision": ``torchvision.ops.deform_conv2d``, the reference the tests compare against.
+* "auto" (the default): "fused" where it applies (CPU, float32 / float64, the kernel built, not
+  tracing), else "grid_sample"; chosen per call, by the measurements in docs/lsnet_training_profile.md.
 """
 from typing import List, Optional, Sequence
 
@@ -20,8 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+try:
+    from .. import _C as _cpu_kernels
+except ImportError:  # built without a C++ compiler: "fused" is unavailable, "auto" uses grid_sample
+    _cpu_kernels = None
+
 __all__ = [
     "DEFORM_CONV_IMPLS",
+    "fused_kernel_available",
     "deform_conv3x3",
     "kernel_grid",
     "location_grid",
@@ -30,7 +43,22 @@ __all__ = [
     "PyramidDeformConv",
 ]
 
-DEFORM_CONV_IMPLS = ("grid_sample", "torchvision")
+DEFORM_CONV_IMPLS = ("auto", "fused", "grid_sample", "torchvision")
+
+
+def fused_kernel_available() -> bool:
+    """Whether ``iou_aware._C`` (the "fused" implementation's CPU kernel) was built."""
+    return _cpu_kernels is not None
+
+
+def _fused_applies(feature: Tensor) -> bool:
+    return (
+        _cpu_kernels is not None
+        and feature.device.type == "cpu"
+        and feature.dtype in (torch.float32, torch.float64)
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    )
 
 
 def kernel_grid(device=None, dtype=torch.float32) -> Tensor:
@@ -64,7 +92,7 @@ def deform_conv3x3(
     weight: Tensor,
     bias: Optional[Tensor] = None,
     mask: Optional[Tensor] = None,
-    impl: str = "grid_sample",
+    impl: str = "auto",
 ) -> Tensor:
     """
     A 3x3 conv whose 9 taps at each output location are read at given positions of ``feature``.
@@ -81,6 +109,16 @@ def deform_conv3x3(
     Returns:
         (N, Cout, H, W).
     """
+    if impl == "auto":
+        impl = "fused" if _fused_applies(feature) else "grid_sample"
+    if impl == "fused":
+        if not _fused_applies(feature):
+            raise RuntimeError(
+                f"The 'fused' deformable conv needs iou_aware._C (built: {fused_kernel_available()}) and a CPU "
+                f"float32 / float64 input outside tracing (got {feature.device}, {feature.dtype}); "
+                "use MODEL.LSNET.DEFORM_CONV_IMPL auto or grid_sample."
+            )
+        return _deform_conv_fused(feature, positions, weight, bias, mask)
     if impl == "grid_sample":
         return _deform_conv_grid_sample(feature, positions, weight, bias, mask)
     if impl == "torchvision":
@@ -107,6 +145,45 @@ def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:
     return out.reshape(n, -1, out_h, out_w)
 
 
+class _DeformGather(torch.autograd.Function):
+    """The taps of the "fused" implementation, from the C++ kernel: (N, 9 * Cin, H, W) in
+    channels-last memory, channel ``k * Cin + c`` being input channel c at tap k times its
+    modulation; a 1x1 conv with the weight as (Cout, 9 * Cin) applies the deformable conv."""
+
+    @staticmethod
+    def forward(ctx, feature, positions, mask):
+        n, channels = feature.shape[:2]
+        out_h, out_w = positions.shape[-2:]
+        feature_nhwc = feature.permute(0, 2, 3, 1).contiguous()
+        positions = positions.contiguous()
+        mask = mask.contiguous() if mask is not None else None
+        taps = _cpu_kernels.deform_gather_forward(feature_nhwc, positions, mask)
+        ctx.save_for_backward(feature_nhwc, positions, mask)
+        return taps.view(n, out_h, out_w, 9 * channels).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_taps):
+        feature_nhwc, positions, mask = ctx.saved_tensors
+        grad_rows = grad_taps.permute(0, 2, 3, 1).reshape(-1, grad_taps.shape[1]).contiguous()
+        grad_feature, grad_positions, grad_mask = _cpu_kernels.deform_gather_backward(
+            grad_rows, feature_nhwc, positions, mask
+        )
+        need_feature, need_positions, need_mask = ctx.needs_input_grad
+        return (
+            grad_feature.permute(0, 3, 1, 2) if need_feature else None,
+            grad_positions if need_positions else None,
+            grad_mask if need_mask and mask is not None else None,
+        )
+
+
+def _deform_conv_fused(feature, positions, weight, bias, mask) -> Tensor:
+    taps = _DeformGather.apply(feature, positions, mask)
+    # The 1x1 conv runs on oneDNN, which reads the channels-last taps in place (measured faster
+    # than torch.mm's BLAS on the same matrices, forward and backward).
+    weight_1x1 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
+    return F.conv2d(taps, weight_1x1, bias)
+
+
 def _deform_conv_torchvision(feature, positions, weight, bias, mask) -> Tensor:
     out_h, out_w = positions.shape[-2:]
     # deform_conv2d's output size follows from its input size: a larger map is read with a conv
@@ -128,7 +205,7 @@ class ModulatedDeformConv(nn.Module):
     """DCNv2 3x3 conv: offsets and modulation predicted from the input by a zero-initialized conv,
     so that it starts as a plain conv (with modulation 0.5)."""
 
-    def __init__(self, in_channels: int, out_channels: int, impl: str = "grid_sample"):
+    def __init__(self, in_channels: int, out_channels: int, impl: str = "auto"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -154,7 +231,7 @@ class PyramidDeformConv(nn.Module):
     strides), the three outputs concatenated along channels, at the level's resolution.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, impl: str = "grid_sample"):
+    def __init__(self, in_channels: int, out_channels: int, impl: str = "auto"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         # As the reference (mmcv's kaiming_init): He normal over the fan-out.

@@ -218,7 +218,7 @@ class LandmarkHead(nn.Module):
         num_kernel_points: int = 9,
         gradient_mul: float = 0.1,
         prior_prob: float = 0.01,
-        deform_conv_impl: str = "grid_sample",
+        deform_conv_impl: str = "auto",
         initial_conv_init: str = "normal",
         num_keypoints: int = 17,
         num_contour_points: int = 36,
