@@ -128,13 +128,24 @@ Shapes check_inputs(const at::Tensor& feature, const at::Tensor& positions, cons
 }  // namespace
 
 // feature: (N, h, w, C) contiguous; positions: (N, 9, 2, H, W), the (y, x) of tap k at output (i, j)
-// in index units of feature; mask: (N, 9, H, W) or None. Returns the taps (N * H * W, 9 * C):
-// row (b * H + i) * W + j, column k * C + c.
+// in index units of feature; mask: (N, 9, H, W) or None; out: a contiguous (N * H * W, 9 * C)
+// tensor to write into, or None. Returns the taps (N * H * W, 9 * C): row (b * H + i) * W + j,
+// column k * C + c.
 at::Tensor deform_gather_forward(const at::Tensor& feature, const at::Tensor& positions,
-                                 const c10::optional<at::Tensor>& mask) {
+                                 const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& out) {
   const Shapes s = check_inputs(feature, positions, mask);
   const bool has_mask = mask.has_value();
-  auto taps = at::empty({s.n * s.hw, 9 * s.channels}, feature.options());
+  at::Tensor taps;
+  if (out.has_value()) {
+    taps = out.value();
+    TORCH_CHECK(taps.is_contiguous() && taps.dim() == 2 && taps.size(0) == s.n * s.hw &&
+                    taps.size(1) == 9 * s.channels && taps.scalar_type() == feature.scalar_type() &&
+                    taps.device().is_cpu(),
+                "deform_gather: out must be a contiguous CPU (N * H * W, 9 * C) tensor of the feature's dtype, got ",
+                taps.sizes());
+  } else {
+    taps = at::empty({s.n * s.hw, 9 * s.channels}, feature.options());
+  }
   AT_DISPATCH_FLOATING_TYPES(feature.scalar_type(), "deform_gather_forward", [&] {
     const std::vector<scalar_t> zeros(s.channels, scalar_t(0));  // what a corner outside the map reads
     const scalar_t* feat = feature.data_ptr<scalar_t>();
@@ -240,7 +251,8 @@ std::vector<at::Tensor> deform_gather_backward(const at::Tensor& grad_taps, cons
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("deform_gather_forward", &deform_gather_forward, "Bilinear taps of a deformable 3x3 conv, channels-last, "
-        "as a (N * H * W, 9 * C) matrix (CPU)", py::arg("feature"), py::arg("positions"), py::arg("mask"));
+        "as a (N * H * W, 9 * C) matrix (CPU)", py::arg("feature"), py::arg("positions"), py::arg("mask"),
+        py::arg("out") = py::none());
   m.def("deform_gather_backward", &deform_gather_backward,
         "Gradients of deform_gather_forward: [feature, positions, mask] (CPU)", py::arg("grad_taps"),
         py::arg("feature"), py::arg("positions"), py::arg("mask"));

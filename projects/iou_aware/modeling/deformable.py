@@ -25,7 +25,10 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torchvision.ops import deform_conv2d
+
+from ..utils.scratch_pool import ScratchPool
 
 try:
     from .. import _C as _cpu_kernels
@@ -145,43 +148,69 @@ def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:
     return out.reshape(n, -1, out_h, out_w)
 
 
-class _DeformGather(torch.autograd.Function):
-    """The taps of the "fused" implementation, from the C++ kernel: (N, 9 * Cin, H, W) in
-    channels-last memory, channel ``k * Cin + c`` being input channel c at tap k times its
-    modulation; a 1x1 conv with the weight as (Cout, 9 * Cin) applies the deformable conv."""
+# Taps matrices of the fused conv, kept between calls (see ScratchPool): at most the taps of one
+# training step at 512 px, batch 2, R-50-FPN (1.2 GB).
+_TAPS_POOL = ScratchPool(max_free_bytes=2 * 1024**3)
+
+
+class _FusedDeformConv3x3(torch.autograd.Function):
+    """The "fused" implementation. Forward: the C++ kernel gathers the taps into a pooled
+    (N * H * W, 9 * Cin) matrix, column ``k * Cin + c`` being input channel c at tap k times its
+    modulation; a 1x1 conv (oneDNN, reading the matrix in place as a channels-last map) with the
+    weight as (Cout, 9 * Cin) applies it. Backward: the weight's gradient from the taps, then the
+    taps' gradient written over them (one matrix per call, not two), then the kernel's scatter."""
 
     @staticmethod
-    def forward(ctx, feature, positions, mask):
+    def forward(ctx, feature, positions, weight, bias, mask):
         n, channels = feature.shape[:2]
         out_h, out_w = positions.shape[-2:]
         feature_nhwc = feature.permute(0, 2, 3, 1).contiguous()
         positions = positions.contiguous()
         mask = mask.contiguous() if mask is not None else None
-        taps = _cpu_kernels.deform_gather_forward(feature_nhwc, positions, mask)
-        ctx.save_for_backward(feature_nhwc, positions, mask)
-        return taps.view(n, out_h, out_w, 9 * channels).permute(0, 3, 1, 2)
+        taps = _TAPS_POOL.take(n * out_h * out_w * 9 * channels, feature.dtype).view(-1, 9 * channels)
+        _cpu_kernels.deform_gather_forward(feature_nhwc, positions, mask, taps)
+        weight_1x1 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
+        out = F.conv2d(taps.view(n, out_h, out_w, -1).permute(0, 3, 1, 2), weight_1x1, bias)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(feature_nhwc, positions, weight, mask)
+            ctx.taps = taps  # not saved_tensors: it goes back to the pool in backward
+        else:
+            _TAPS_POOL.give(taps)
+        return out
 
     @staticmethod
-    def backward(ctx, grad_taps):
-        feature_nhwc, positions, mask = ctx.saved_tensors
-        grad_rows = grad_taps.permute(0, 2, 3, 1).reshape(-1, grad_taps.shape[1]).contiguous()
-        grad_feature, grad_positions, grad_mask = _cpu_kernels.deform_gather_backward(
-            grad_rows, feature_nhwc, positions, mask
-        )
-        need_feature, need_positions, need_mask = ctx.needs_input_grad
-        return (
-            grad_feature.permute(0, 3, 1, 2) if need_feature else None,
-            grad_positions if need_positions else None,
-            grad_mask if need_mask and mask is not None else None,
-        )
+    @once_differentiable
+    def backward(ctx, grad_out):
+        if ctx.taps is None:
+            raise RuntimeError(
+                "The 'fused' deformable conv gives its buffers back after one backward; "
+                "for retain_graph / repeated backward use MODEL.LSNET.DEFORM_CONV_IMPL grid_sample."
+            )
+        taps, ctx.taps = ctx.taps, None
+        feature_nhwc, positions, weight, mask = ctx.saved_tensors
+        need_feature, need_positions, need_weight, need_bias, need_mask = ctx.needs_input_grad
+        cout, channels = weight.shape[:2]
+        grad_rows = grad_out.permute(0, 2, 3, 1).reshape(-1, cout)  # (N * H * W, Cout)
+        grad_feature = grad_positions = grad_weight = grad_bias = grad_mask = None
+        if need_weight:
+            grad_weight = grad_rows.t().mm(taps).view(cout, 3, 3, channels).permute(0, 3, 1, 2)
+        if need_bias:
+            grad_bias = grad_rows.sum(0)
+        if need_feature or need_positions or need_mask:
+            weight_matrix = weight.permute(0, 2, 3, 1).reshape(cout, 9 * channels)
+            grad_taps = torch.mm(grad_rows, weight_matrix, out=taps)
+            grad_feature, grad_positions, grad_mask = _cpu_kernels.deform_gather_backward(
+                grad_taps, feature_nhwc, positions, mask
+            )
+            grad_feature = grad_feature.permute(0, 3, 1, 2) if need_feature else None
+            grad_positions = grad_positions if need_positions else None
+            grad_mask = grad_mask if need_mask else None
+        _TAPS_POOL.give(taps)
+        return grad_feature, grad_positions, grad_weight, grad_bias, grad_mask
 
 
 def _deform_conv_fused(feature, positions, weight, bias, mask) -> Tensor:
-    taps = _DeformGather.apply(feature, positions, mask)
-    # The 1x1 conv runs on oneDNN, which reads the channels-last taps in place (measured faster
-    # than torch.mm's BLAS on the same matrices, forward and backward).
-    weight_1x1 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
-    return F.conv2d(taps, weight_1x1, bias)
+    return _FusedDeformConv3x3.apply(feature, positions, weight, bias, mask)
 
 
 def _deform_conv_torchvision(feature, positions, weight, bias, mask) -> Tensor:

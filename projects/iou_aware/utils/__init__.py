@@ -1,4 +1,5 @@
 from .detectron2_build import detectron2_has_compiled_ops
 from .distributed import reduce_mean
+from .scratch_pool import ScratchPool
 
-__all__ = ["detectron2_has_compiled_ops", "reduce_mean"]
+__all__ = ["ScratchPool", "detectron2_has_compiled_ops", "reduce_mean"]
