@@ -199,3 +199,27 @@ def test_fused_refuses_what_it_cannot_run():
         deform_conv3x3(torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16), positions, torch.zeros(1, 1, 3, 3), impl="fused")
     with pytest.raises(RuntimeError, match="positions must be"):
         deformable._cpu_kernels.deform_gather_forward(torch.zeros(1, 3, 3, 1), torch.zeros(1, 8, 2, 3, 3), None)
+
+
+@pytest.mark.skipif(not fused_kernel_available(), reason="iou_aware._C not built")
+def test_fused_convs_in_flight_together_keep_their_own_taps():
+    """Pooled taps: two convs whose forwards both run before either backward (as in a training
+    step), then a no-grad forward in between, must give the same values and gradients as
+    deform_conv2d; a second backward through the same graph is refused, not silently wrong."""
+    g = torch.Generator().manual_seed(7)
+    xs = [torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    positions = [(_random_positions(2, 6, 5, g) + 0.01).requires_grad_() for _ in range(2)]
+    results = {}
+    for impl in ("fused", "torchvision"):
+        outs = [deform_conv3x3(x, p, weight, impl=impl) for x, p in zip(xs, positions)]
+        with torch.no_grad():
+            deform_conv3x3(xs[0] * 2, positions[1], weight, impl=impl)  # takes and gives back a buffer
+        grads = [torch.autograd.grad((out * out).sum(), [x, p, weight]) for out, x, p in zip(outs, xs, positions)]
+        results[impl] = [o.detach() for o in outs] + [t for group in grads for t in group]
+    for actual, expected in zip(results["fused"], results["torchvision"]):
+        torch.testing.assert_close(actual, expected)
+    out = deform_conv3x3(xs[0], positions[0], weight, impl="fused")
+    out.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="after one backward"):
+        out.sum().backward()
