@@ -171,7 +171,26 @@ def test_auto_picks_fused_on_cpu_and_grid_sample_elsewhere(monkeypatch):
     positions = torch.zeros(1, 9, 2, 3, 3)
     deform_conv3x3(torch.zeros(1, 1, 3, 3), positions, torch.zeros(1, 1, 3, 3))
     deform_conv3x3(torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16), positions, torch.zeros(1, 1, 3, 3))
-    assert calls == ["fused", "grid_sample"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        deform_conv3x3(torch.zeros(1, 1, 3, 3), positions, torch.zeros(1, 1, 3, 3))
+    assert calls == ["fused", "grid_sample", "grid_sample"]
+
+
+def test_auto_under_cpu_autocast_trains_close_to_float32():
+    """Under bf16 autocast "auto" falls back to grid_sample (bf16 batched matmul): forward and
+    backward run, within bf16 precision of the float32 result."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 8, 6, 5, generator=g, requires_grad=True)
+    weight = torch.randn(4, 8, 3, 3, generator=g, requires_grad=True)
+    positions = (_random_positions(2, 6, 5, g).float() + 0.01).requires_grad_()
+    mask = torch.rand(2, 9, 6, 5, generator=g, requires_grad=True)
+    results = []
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            out = deform_conv3x3(x, positions, weight, None, mask)
+        results.append([out.float()] + list(torch.autograd.grad(out.float().square().sum(), (x, weight, mask))))
+    for reference, low_precision in zip(*results):
+        assert torch.allclose(low_precision, reference, rtol=0.05, atol=0.05 * reference.abs().max().item())
 
 
 @pytest.mark.skipif(not fused_kernel_available(), reason="iou_aware._C not built")

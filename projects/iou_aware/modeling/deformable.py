@@ -17,8 +17,9 @@ a compiled Detectron2:
 * "grid_sample": ``F.grid_sample`` gathers the taps, one batched matmul applies the weights. Any
   device and dtype.
 * "torchvision": ``torchvision.ops.deform_conv2d``, the reference the tests compare against.
-* "auto" (the default): "fused" where it applies (CPU, float32 / float64, the kernel built, not
-  tracing), else "grid_sample"; chosen per call, by the measurements in docs/lsnet_training_profile.md.
+* "auto" (the default): "fused" where it applies (CPU, float32 / float64, the kernel built, no
+  autocast, not tracing), else "grid_sample"; chosen per call, by the measurements in
+  docs/lsnet_training_profile.md (no GPU was measured: "grid_sample" there).
 """
 from typing import List, Optional, Sequence
 
@@ -59,6 +60,7 @@ def _fused_applies(feature: Tensor) -> bool:
         _cpu_kernels is not None
         and feature.device.type == "cpu"
         and feature.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
     )
@@ -118,7 +120,8 @@ def deform_conv3x3(
         if not _fused_applies(feature):
             raise RuntimeError(
                 f"The 'fused' deformable conv needs iou_aware._C (built: {fused_kernel_available()}) and a CPU "
-                f"float32 / float64 input outside tracing (got {feature.device}, {feature.dtype}); "
+                f"float32 / float64 input outside autocast and tracing (got {feature.device}, {feature.dtype}, "
+                f"autocast {torch.is_autocast_enabled('cpu')}); "
                 "use MODEL.LSNET.DEFORM_CONV_IMPL auto or grid_sample."
             )
         return _deform_conv_fused(feature, positions, weight, bias, mask)
