@@ -194,8 +194,26 @@ def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
     assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in report
     # The op profile of each model's training step: 5 ops each, LSNet's with the deformable gather.
     lsnet_ops = report.split("Most expensive ops of one lsnet_slim_R_FPN.yaml training step")[1]
-    assert len([line for line in lsnet_ops.splitlines() if line.startswith("| aten::")]) == 5
+    rows = [line for line in lsnet_ops.split("Most expensive ops of one retinanet")[0].splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 5  # header + 5 ops (aten ops or the fused deformable conv's)
     assert "Most expensive ops of one retinanet_slim_R_FPN.yaml training step" in report
+
+
+def test_deform_conv_benchmark_times_every_implementation_against_a_plain_conv(tmp_path):
+    import benchmark_deform_conv
+
+    from iou_aware.modeling.deformable import fused_kernel_available
+
+    output = tmp_path / "deform.md"
+    benchmark_deform_conv.main(
+        ["--channels", "8", "--size", "10", "--warmup", "1", "--repeats", "2", "--output", str(output)]
+    )
+    rows = {line.split("|")[1].strip(): line for line in output.read_text().splitlines() if line.startswith("| ")}
+    expected = {"implementation", "plain conv (F.conv2d)", "grid_sample", "torchvision"}
+    assert set(rows) == expected | ({"fused"} if fused_kernel_available() else set())
+    assert rows["plain conv (F.conv2d)"].rstrip().endswith("| 1.00x |")
+    for name in ("grid_sample", "torchvision"):
+        assert float(rows[name].split("|")[4].strip().rstrip("x")) > 0
 
 
 @pytest.mark.parametrize("trained", ["iou_aware_retinanet_slim_R_FPN.yaml"], indirect=True)  # one is enough
