@@ -125,6 +125,27 @@ Shapes check_inputs(const at::Tensor& feature, const at::Tensor& positions, cons
   return {feature.size(0), feature.size(1), feature.size(2), feature.size(3), positions.size(3) * positions.size(4)};
 }
 
+// Calls visit(row, k, sample, y_index, modulation, corners, image) for every sample: tap k of
+// output row ``row`` (the row of the taps matrix), ``sample`` its index in the (N, 9, H, W) mask,
+// ``y_index`` that of its y in the (N, 9, 2, H, W) positions (x follows H * W later), ``image``
+// its image's channels-last features. Rows are split over the threads.
+template <typename scalar_t, typename Visit>
+void for_each_sample(const Shapes& s, const scalar_t* feat, const scalar_t* pos, const scalar_t* mod, Visit visit) {
+  at::parallel_for(0, s.n * s.hw, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / s.hw, p = row % s.hw;
+      const scalar_t* image = feat + b * s.h * s.w * s.channels;
+      for (int64_t k = 0; k < 9; ++k) {
+        const int64_t sample = (b * 9 + k) * s.hw + p;
+        const int64_t y_index = ((b * 9 + k) * 2) * s.hw + p;
+        const scalar_t m = mod != nullptr ? mod[sample] : scalar_t(1);
+        const auto c = find_corners<scalar_t>(pos[y_index], pos[y_index + s.hw], m, s.h, s.w, s.channels);
+        visit(row, k, sample, y_index, m, c, image);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 // feature: (N, h, w, C) contiguous; positions: (N, 9, 2, H, W), the (y, x) of tap k at output (i, j)
@@ -151,20 +172,12 @@ at::Tensor deform_gather_forward(const at::Tensor& feature, const at::Tensor& po
     const scalar_t* feat = feature.data_ptr<scalar_t>();
     const scalar_t* pos = positions.data_ptr<scalar_t>();
     const scalar_t* mod = has_mask ? mask.value().data_ptr<scalar_t>() : nullptr;
-    scalar_t* out = taps.data_ptr<scalar_t>();
-    at::parallel_for(0, s.n * s.hw, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t b = row / s.hw, p = row % s.hw;
-        const scalar_t* image = feat + b * s.h * s.w * s.channels;
-        for (int64_t k = 0; k < 9; ++k) {
-          const int64_t sample = (b * 9 + k) * s.hw + p;
-          const scalar_t y = pos[((b * 9 + k) * 2) * s.hw + p], x = pos[((b * 9 + k) * 2 + 1) * s.hw + p];
-          const auto c = find_corners<scalar_t>(y, x, has_mask ? mod[sample] : scalar_t(1), s.h, s.w, s.channels);
-          const scalar_t* src[4];
-          for (int i = 0; i < 4; ++i) src[i] = c.offset[i] < 0 ? zeros.data() : image + c.offset[i];
-          blend4(out + (row * 9 + k) * s.channels, src[0], src[1], src[2], src[3], c.weight, s.channels);
-        }
-      }
+    scalar_t* dst = taps.data_ptr<scalar_t>();
+    for_each_sample<scalar_t>(s, feat, pos, mod, [&](int64_t row, int64_t k, int64_t, int64_t, scalar_t,
+                                                     const Corners<scalar_t>& c, const scalar_t* image) {
+      const scalar_t* src[4];
+      for (int i = 0; i < 4; ++i) src[i] = c.offset[i] < 0 ? zeros.data() : image + c.offset[i];
+      blend4(dst + (row * 9 + k) * s.channels, src[0], src[1], src[2], src[3], c.weight, s.channels);
     });
   });
   return taps;
@@ -176,8 +189,9 @@ std::vector<at::Tensor> deform_gather_backward(const at::Tensor& grad_taps, cons
                                                const at::Tensor& positions, const c10::optional<at::Tensor>& mask) {
   const Shapes s = check_inputs(feature, positions, mask);
   TORCH_CHECK(grad_taps.is_contiguous() && grad_taps.dim() == 2 && grad_taps.size(0) == s.n * s.hw &&
-                  grad_taps.size(1) == 9 * s.channels,
-              "deform_gather: grad_taps must be contiguous (N * H * W, 9 * C), got ", grad_taps.sizes());
+                  grad_taps.size(1) == 9 * s.channels && grad_taps.scalar_type() == feature.scalar_type(),
+              "deform_gather: grad_taps must be contiguous (N * H * W, 9 * C) of the feature's dtype, got ",
+              grad_taps.sizes(), " ", grad_taps.scalar_type());
   const bool has_mask = mask.has_value();
   auto grad_feature = at::zeros_like(feature);
   auto grad_positions = at::empty_like(positions);
@@ -197,29 +211,20 @@ std::vector<at::Tensor> deform_gather_backward(const at::Tensor& grad_taps, cons
     scalar_t* weights = corner_weight.data_ptr<scalar_t>();
     // Pass 1, per sample: the dot products of its gradient with its 4 corners' features give the
     // gradients of its position and of its modulation.
-    at::parallel_for(0, s.n * s.hw, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t b = row / s.hw, p = row % s.hw;
-        const scalar_t* image = feat + b * s.h * s.w * s.channels;
-        for (int64_t k = 0; k < 9; ++k) {
-          const int64_t sample = (b * 9 + k) * s.hw + p;
-          const int64_t y_index = ((b * 9 + k) * 2) * s.hw + p, x_index = y_index + s.hw;
-          const scalar_t m = has_mask ? mod[sample] : scalar_t(1);
-          const auto c = find_corners<scalar_t>(pos[y_index], pos[x_index], m, s.h, s.w, s.channels);
-          const scalar_t* src[4];
-          for (int i = 0; i < 4; ++i) {
-            src[i] = c.offset[i] < 0 ? zeros.data() : image + c.offset[i];
-            offsets[sample * 4 + i] = c.offset[i];
-            weights[sample * 4 + i] = c.weight[i];
-          }
-          scalar_t dot[4];
-          dot4(grad + (row * 9 + k) * s.channels, src[0], src[1], src[2], src[3], dot, s.channels);
-          const scalar_t ly = c.ly, lx = c.lx, hy = 1 - ly, hx = 1 - lx;
-          gpos[y_index] = m * (hx * (dot[2] - dot[0]) + lx * (dot[3] - dot[1]));
-          gpos[x_index] = m * (hy * (dot[1] - dot[0]) + ly * (dot[3] - dot[2]));
-          if (has_mask) gmod[sample] = hy * hx * dot[0] + hy * lx * dot[1] + ly * hx * dot[2] + ly * lx * dot[3];
-        }
+    for_each_sample<scalar_t>(s, feat, pos, mod, [&](int64_t row, int64_t k, int64_t sample, int64_t y_index,
+                                                     scalar_t m, const Corners<scalar_t>& c, const scalar_t* image) {
+      const scalar_t* src[4];
+      for (int i = 0; i < 4; ++i) {
+        src[i] = c.offset[i] < 0 ? zeros.data() : image + c.offset[i];
+        offsets[sample * 4 + i] = c.offset[i];
+        weights[sample * 4 + i] = c.weight[i];
       }
+      scalar_t dot[4];
+      dot4(grad + (row * 9 + k) * s.channels, src[0], src[1], src[2], src[3], dot, s.channels);
+      const scalar_t ly = c.ly, lx = c.lx, hy = 1 - ly, hx = 1 - lx;
+      gpos[y_index] = m * (hx * (dot[2] - dot[0]) + lx * (dot[3] - dot[1]));
+      gpos[y_index + s.hw] = m * (hy * (dot[1] - dot[0]) + ly * (dot[3] - dot[2]));
+      if (gmod != nullptr) gmod[sample] = hy * hx * dot[0] + hy * lx * dot[1] + ly * hx * dot[2] + ly * lx * dot[3];
     });
     // Pass 2: scatter into the features. A task owns one image and one block of channels, so no
     // two tasks write the same value.
