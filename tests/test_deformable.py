@@ -242,3 +242,16 @@ def test_fused_convs_in_flight_together_keep_their_own_taps():
     out.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="after one backward"):
         out.sum().backward()
+
+
+def test_without_the_kernel_auto_computes_with_grid_sample(monkeypatch):
+    monkeypatch.setattr(deformable, "_cpu_kernels", None)  # as on a machine that could not build it
+    assert not fused_kernel_available()
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 3, 5, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64)
+    positions = _random_positions(1, 5, 6, g)
+    expected = deform_conv3x3(x, positions, weight, impl="torchvision")
+    torch.testing.assert_close(deform_conv3x3(x, positions, weight), expected)
+    with pytest.raises(RuntimeError, match=r"iou_aware._C \(built: False\)"):
+        deform_conv3x3(x, positions, weight, impl="fused")

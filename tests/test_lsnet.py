@@ -268,6 +268,15 @@ def test_bad_config_values_are_named(repo_root, key, value, message):
         build_model(_cfg(repo_root, key, value))
 
 
+def test_fused_deformable_convs_without_the_kernel_are_refused_at_build(repo_root, monkeypatch):
+    from iou_aware.modeling import deformable
+
+    monkeypatch.setattr(deformable, "_cpu_kernels", None)  # as on a machine that could not build it
+    with pytest.raises(ValueError, match="DEFORM_CONV_IMPL = 'fused' needs iou_aware._C"):
+        build_model(_cfg(repo_root, "MODEL.LSNET.DEFORM_CONV_IMPL", "fused"))
+    build_model(_cfg(repo_root, "MODEL.LSNET.DEFORM_CONV_IMPL", "auto"))  # auto falls back to grid_sample
+
+
 def _kite_record(width=100, height=80):
     """An instance whose extreme points are unique vertices: top (40, 10), left (10, 30),
     bottom (50, 70), right (90, 40)."""

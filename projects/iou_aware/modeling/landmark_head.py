@@ -26,7 +26,13 @@ from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
 from ..layers import NUM_BOX_LANDMARKS, crosses_to_offsets, group_norm_32
-from .deformable import DEFORM_CONV_IMPLS, ModulatedDeformConv, PyramidDeformConv, location_grid
+from .deformable import (
+    DEFORM_CONV_IMPLS,
+    ModulatedDeformConv,
+    PyramidDeformConv,
+    fused_kernel_available,
+    location_grid,
+)
 
 __all__ = [
     "LandmarkSet",
@@ -247,6 +253,11 @@ class LandmarkHead(nn.Module):
             raise ValueError(f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported.")
         if deform_conv_impl not in DEFORM_CONV_IMPLS:
             raise ValueError(f"MODEL.LSNET.DEFORM_CONV_IMPL = {deform_conv_impl!r}; use one of {DEFORM_CONV_IMPLS}.")
+        if deform_conv_impl == "fused" and not fused_kernel_available():
+            raise ValueError(
+                "MODEL.LSNET.DEFORM_CONV_IMPL = 'fused' needs iou_aware._C, which was not built (no C++ compiler "
+                "when the package was installed?): reinstall with `make install` and read its log, or use 'auto'."
+            )
         if initial_conv_init not in INITIAL_CONV_INITS:
             raise ValueError(f"MODEL.LSNET.INITIAL_CONV_INIT = {initial_conv_init!r}; use one of {INITIAL_CONV_INITS}.")
         channels = {s.channels for s in input_shape}
