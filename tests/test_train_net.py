@@ -199,6 +199,33 @@ def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
     assert "Most expensive ops of one retinanet_slim_R_FPN.yaml training step" in report
 
 
+def test_benchmark_tool_compares_one_config_under_two_settings(repo_root, tmp_path, monkeypatch):
+    import benchmark
+
+    built = []
+    original = benchmark.Runner.__init__
+
+    def record(self, name, cfg, *args):
+        built.append((name, cfg.MODEL.LSNET.DEFORM_CONV_IMPL, cfg.MODEL.LSNET.NUM_CONVS))
+        original(self, name, cfg, *args)
+
+    monkeypatch.setattr(benchmark.Runner, "__init__", record)
+    stats = benchmark.main(
+        [
+            "--config-file", f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml",
+            "--compare-opts", "MODEL.LSNET.DEFORM_CONV_IMPL grid_sample",
+            "--image-size", "64", "--warmup", "0", "--repeats", "1", "--tasks", "inference",
+            "--output", str(tmp_path / "bench.md"), "MODEL.LSNET.NUM_CONVS", "1",
+        ]
+    )  # fmt: skip
+    assert len(stats) == 2
+    assert built == [
+        ("lsnet_slim_R_FPN.yaml", "auto", 1),  # the trailing opts apply to both models
+        ("lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample)", "grid_sample", 1),
+    ]
+    assert "| lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample) |" in (tmp_path / "bench.md").read_text()
+
+
 def test_deform_conv_benchmark_times_every_implementation_against_a_plain_conv(tmp_path):
     import benchmark_deform_conv
 

@@ -5,6 +5,8 @@
         --compare configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml --output docs/benchmark.md
     python tools/benchmark.py --config-file detectron2://COCO-Detection/retinanet_R_50_FPN_1x.yaml \
         --compare configs/COCO-Detection/iou_aware_retinanet_R_50_FPN_1x.yaml --image-size 800 --device cuda
+    python tools/benchmark.py --config-file configs/Shapes/lsnet_slim_R_FPN.yaml \
+        --compare-opts "MODEL.LSNET.DEFORM_CONV_IMPL grid_sample"      # one model, two settings
 
 Any config works: ours, or Detectron2's model zoo (``detectron2://<path in the model zoo>``).
 Each model gets the same random images (and random GT boxes for training), warm-up runs, then
@@ -214,18 +216,30 @@ def main(argv=None):
         metavar="N",
         help="also profile one training step per model with torch.profiler and list its N most expensive ops (self time)",
     )
+    parser.add_argument(
+        "--compare-opts",
+        default="",
+        metavar='"KEY VALUE ..."',
+        help="overrides for the second model only, one quoted string; --compare defaults to --config-file then "
+        '(e.g. --compare-opts "MODEL.LSNET.DEFORM_CONV_IMPL grid_sample": one model, two settings)',
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tasks = set(args.tasks.split(","))
 
-    paths = [args.config_file] + ([args.compare] if args.compare else [])
+    compare = args.compare or (args.config_file if args.compare_opts else "")
+    paths = [args.config_file] + ([compare] if compare else [])
+    opts = [args.opts, args.opts + args.compare_opts.split()]
+    names = [os.path.basename(path) for path in paths]
+    if args.compare_opts:
+        names[-1] += f" ({args.compare_opts})"
     weights = args.weights + [""] * (len(paths) - len(args.weights))
     inputs = make_inputs(args.batch_size, args.image_size, args.num_boxes)
     runners = []
-    for path, w in zip(paths, weights):
+    for name, path, model_opts, w in zip(names, paths, opts, weights):
         torch.manual_seed(0)
-        runners.append(Runner(os.path.basename(path), load_config(path, args.opts, args.device), w, inputs, args.device))
+        runners.append(Runner(name, load_config(path, model_opts, args.device), w, inputs, args.device))
         if args.module_share:
             runners[-1].time_modules(args.module_share.split(","))
 
