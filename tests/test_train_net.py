@@ -223,7 +223,9 @@ def test_benchmark_tool_compares_one_config_under_two_settings(repo_root, tmp_pa
         ("lsnet_slim_R_FPN.yaml", "auto", 1),  # the trailing opts apply to both models
         ("lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample)", "grid_sample", 1),
     ]
-    assert "| lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample) |" in (tmp_path / "bench.md").read_text()
+    report = (tmp_path / "bench.md").read_text()
+    assert "| lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample) |" in report
+    assert "--compare-opts 'MODEL.LSNET.DEFORM_CONV_IMPL grid_sample'" in report  # a command that reruns as written
 
 
 def test_deform_conv_benchmark_times_every_implementation_against_a_plain_conv(tmp_path):

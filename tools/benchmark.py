@@ -18,6 +18,7 @@ Detectron2's FlopCountAnalysis, one image, inference). Trailing
 """
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -297,7 +298,7 @@ def main(argv=None):
     for runner in runners if args.profile_ops else []:
         table += ["", f"Most expensive ops of one {runner.name} training step (torch.profiler, self time):", ""]
         table += profile_train_step(runner, args.profile_ops)
-    command = "python tools/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python tools/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     text = (
         f"Device: {device}; image {args.image_size}x{args.image_size}; {args.warmup} warm-up + "

@@ -13,6 +13,7 @@ interleaved so that machine noise hits all of them. Reports medians and the rati
 conv (``F.conv2d``, the same FLOPs without the gather).
 """
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -97,7 +98,7 @@ def main(argv=None):
         forward, backward = statistics.median(t["forward"]), statistics.median(t["backward"])
         plain_total = plain_total or forward + backward
         lines.append(f"| {name} | {1000 * forward:.1f} | {1000 * backward:.1f} | {(forward + backward) / plain_total:.2f}x |")
-    lines += ["", "Command: `python tools/benchmark_deform_conv.py " + " ".join(sys.argv[1:]) + "`"]
+    lines += ["", "Command: `python tools/benchmark_deform_conv.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "`"]
     text = "\n".join(lines)
     print(text)
     if args.output:
