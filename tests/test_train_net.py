@@ -5,6 +5,7 @@ import sys
 import numpy as np
 
 import pytest
+import torch
 from detectron2.engine import default_argument_parser
 
 import train_net
@@ -226,6 +227,27 @@ def test_benchmark_tool_compares_one_config_under_two_settings(repo_root, tmp_pa
     report = (tmp_path / "bench.md").read_text()
     assert "| lsnet_slim_R_FPN.yaml (MODEL.LSNET.DEFORM_CONV_IMPL grid_sample) |" in report
     assert "--compare-opts 'MODEL.LSNET.DEFORM_CONV_IMPL grid_sample'" in report  # a command that reruns as written
+
+
+def test_benchmark_tool_runs_models_under_amp(repo_root, tmp_path):
+    """--amp: the forward of inference and of the training step under autocast (bf16 on CPU)."""
+    import benchmark
+
+    cfg = benchmark.load_config(f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml", ["MODEL.LSNET.NUM_CONVS", "1"], "cpu")
+    runner = benchmark.Runner("lsnet", cfg, "", benchmark.make_inputs(2, 64, 2), "cpu", amp=True)
+    seen = []
+    runner.model.backbone.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    runner.inference(record=True)
+    runner.train_step(record=True)
+    assert seen == [True, True] and len(runner.times["inference"]) == len(runner.times["train"]) == 1
+    benchmark.main(
+        [
+            "--config-file", f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml", "--amp", "--image-size", "64",
+            "--warmup", "0", "--repeats", "1", "--tasks", "inference,train", "--output", str(tmp_path / "amp.md"),
+            "MODEL.LSNET.NUM_CONVS", "1",
+        ]
+    )  # fmt: skip
+    assert (tmp_path / "amp.md").read_text().startswith("Device: CPU, 2 threads, AMP;")
 
 
 def test_deform_conv_benchmark_times_every_implementation_against_a_plain_conv(tmp_path):

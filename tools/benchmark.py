@@ -87,8 +87,11 @@ def add_box_shaped_targets(instances: Instances, generator: torch.Generator) -> 
 class Runner:
     """One model with its timed operations."""
 
-    def __init__(self, name, cfg, weights, inputs, device):
+    def __init__(self, name, cfg, weights, inputs, device, amp: bool = False):
         self.name = name
+        # Mixed precision as Detectron2's AMPTrainer: autocast around the forward (float16 on CUDA,
+        # bfloat16 on CPU); the backward and the optimizer step run outside it.
+        self.amp = amp
         self.model = build_model(cfg)
         if weights:
             DetectionCheckpointer(self.model).load(weights)
@@ -123,6 +126,11 @@ class Runner:
                 module.register_forward_pre_hook(pre_hook)
                 module.register_forward_hook(post_hook)
 
+    def _autocast(self):
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type, dtype=dtype, enabled=self.amp)
+
     def _sync(self):
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -133,7 +141,8 @@ class Runner:
         with torch.no_grad():
             self._sync()
             start = time.perf_counter()
-            self.model(self.inputs[:1])
+            with self._autocast():
+                self.model(self.inputs[:1])
             self._sync()
         self._recording = False
         if record:
@@ -143,7 +152,7 @@ class Runner:
         self.model.train()
         self._sync()
         start = time.perf_counter()
-        with EventStorage():
+        with EventStorage(), self._autocast():
             losses = self.model(self.inputs)
         self.optimizer.zero_grad()
         sum(losses.values()).backward()
@@ -224,6 +233,9 @@ def main(argv=None):
         help="overrides for the second model only, one quoted string; --compare defaults to --config-file then "
         '(e.g. --compare-opts "MODEL.LSNET.DEFORM_CONV_IMPL grid_sample": one model, two settings)',
     )
+    parser.add_argument(
+        "--amp", action="store_true", help="mixed precision for every model (autocast: float16 on CUDA, bfloat16 on CPU)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -240,7 +252,7 @@ def main(argv=None):
     runners = []
     for name, path, model_opts, w in zip(names, paths, opts, weights):
         torch.manual_seed(0)
-        runners.append(Runner(name, load_config(path, model_opts, args.device), w, inputs, args.device))
+        runners.append(Runner(name, load_config(path, model_opts, args.device), w, inputs, args.device, args.amp))
         if args.module_share:
             runners[-1].time_modules(args.module_share.split(","))
 
@@ -301,7 +313,7 @@ def main(argv=None):
     command = "python tools/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     text = (
-        f"Device: {device}; image {args.image_size}x{args.image_size}; {args.warmup} warm-up + "
+        f"Device: {device}{', AMP' if args.amp else ''}; image {args.image_size}x{args.image_size}; {args.warmup} warm-up + "
         f"{args.repeats} timed runs per model, interleaved.\n\n" + "\n".join(table) + f"\n\nCommand: `{command}`\n"
     )
     print(text)
