@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 18's CUDA part, for a session that has a GPU machine: every model of the package against
+# its Detectron2 baseline (R-50-FPN COCO configs, 512 px, batch 2, score threshold 0), AMP off and
+# on, and one deformable conv per implementation (fused is CPU-only; auto = grid_sample on CUDA).
+# Writes docs/benchmark_cuda_*.md. About 10 minutes on one H100 (18 benchmark runs, no training).
+#
+#   bash tools/experiments/gpu_benchmarks.sh            # on the GPU machine, from the repo root
+#   DEVICE=cpu SIZE=128 WARMUP=0 REPEATS=1 OUT=/tmp/dry bash tools/experiments/gpu_benchmarks.sh   # a dry run
+set -euo pipefail
+PY="${PY:-.venv/bin/python}"
+DEVICE="${DEVICE:-cuda}"
+OUT="${OUT:-docs}"
+mkdir -p "$OUT"
+D2=detectron2://COCO-Detection
+COMMON=(--device "$DEVICE" --image-size "${SIZE:-512}" --batch-size 2 --warmup "${WARMUP:-3}" --repeats "${REPEATS:-10}" --tasks inference,train)
+THRESH=(MODEL.RETINANET.SCORE_THRESH_TEST 0.0 MODEL.LSNET.SCORE_THRESH_TEST 0.0 MODEL.GFL.SCORE_THRESH_TEST 0.0)
+
+pairs=(
+  "iou_aware_retinanet $D2/retinanet_R_50_FPN_1x.yaml configs/COCO-Detection/iou_aware_retinanet_R_50_FPN_1x.yaml"
+  "gfl $D2/retinanet_R_50_FPN_1x.yaml configs/COCO-Detection/gfl_R_50_FPN_1x.yaml"
+  "gflv2 configs/COCO-Detection/gfl_R_50_FPN_1x.yaml configs/COCO-Detection/gflv2_R_50_FPN_1x.yaml"
+  "lsnet_box $D2/retinanet_R_50_FPN_1x.yaml configs/COCO-Detection/lsnet_R_50_FPN_1x.yaml"
+  "lsnet_contour detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml configs/COCO-InstanceSegmentation/lsnet_R_50_FPN_1x.yaml"
+  "lsnet_keypoint detectron2://COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml configs/COCO-Keypoints/lsnet_R_50_FPN_1x.yaml"
+)
+for pair in "${pairs[@]}"; do
+  read -r name baseline compare <<< "$pair"
+  for amp in "" "--amp"; do
+    suffix="${amp:+_amp}"
+    "$PY" tools/benchmark.py --config-file "$baseline" --compare "$compare" "${COMMON[@]}" $amp \
+      --output "$OUT/benchmark_${DEVICE}_${name}${suffix}.md" "${THRESH[@]}"
+  done
+done
+"$PY" tools/benchmark_deform_conv.py --device "$DEVICE" --impls grid_sample torchvision \
+  --channels 256 --size 64 --batch-size 2 --output "$OUT/benchmark_${DEVICE}_deform_conv.md"
