@@ -255,3 +255,14 @@ def test_without_the_kernel_auto_computes_with_grid_sample(monkeypatch):
     torch.testing.assert_close(deform_conv3x3(x, positions, weight), expected)
     with pytest.raises(RuntimeError, match=r"iou_aware._C \(built: False\)"):
         deform_conv3x3(x, positions, weight, impl="fused")
+
+
+def test_a_stale_kernel_build_is_ignored_with_a_warning():
+    class Stale:  # a build from before INTERFACE_VERSION changed
+        INTERFACE_VERSION = deformable.KERNEL_INTERFACE_VERSION - 1
+
+    with pytest.warns(UserWarning, match="stale build"):
+        assert deformable._usable_kernels(Stale) is None
+    assert deformable._usable_kernels(None) is None
+    if fused_kernel_available():  # the installed build is current
+        assert deformable._cpu_kernels.INTERFACE_VERSION == deformable.KERNEL_INTERFACE_VERSION

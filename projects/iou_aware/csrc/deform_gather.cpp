@@ -255,6 +255,8 @@ std::vector<at::Tensor> deform_gather_backward(const at::Tensor& grad_taps, cons
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  // Bumped whenever a signature below changes: iou_aware.modeling.deformable ignores a stale build.
+  m.attr("INTERFACE_VERSION") = 1;
   m.def("deform_gather_forward", &deform_gather_forward, "Bilinear taps of a deformable 3x3 conv, channels-last, "
         "as a (N * H * W, 9 * C) matrix (CPU)", py::arg("feature"), py::arg("positions"), py::arg("mask"),
         py::arg("out") = py::none());

@@ -21,6 +21,7 @@ a compiled Detectron2:
   autocast, not tracing), else "grid_sample"; chosen per call, by the measurements in
   docs/lsnet_training_profile.md (no GPU was measured: "grid_sample" there).
 """
+import warnings
 from typing import List, Optional, Sequence
 
 import torch
@@ -31,10 +32,30 @@ from torchvision.ops import deform_conv2d
 
 from ..utils.scratch_pool import ScratchPool
 
+# The interface of iou_aware._C this module calls (INTERFACE_VERSION in csrc/deform_gather.cpp).
+KERNEL_INTERFACE_VERSION = 1
+
+
+def _usable_kernels(module):
+    """``module`` if it is a build of the current kernel source, else None with a warning (a build
+    left from an older checkout, until `make install` rebuilds it)."""
+    if module is None:
+        return None
+    version = getattr(module, "INTERFACE_VERSION", None)
+    if version != KERNEL_INTERFACE_VERSION:
+        warnings.warn(
+            f"iou_aware._C is a stale build (interface {version}, this code needs {KERNEL_INTERFACE_VERSION}): "
+            "the deformable convs use grid_sample until `make install` (or `pip install -e .`) rebuilds it."
+        )
+        return None
+    return module
+
+
 try:
-    from .. import _C as _cpu_kernels
+    from .. import _C
 except ImportError:  # built without a C++ compiler: "fused" is unavailable, "auto" uses grid_sample
-    _cpu_kernels = None
+    _C = None
+_cpu_kernels = _usable_kernels(_C)
 
 __all__ = [
     "DEFORM_CONV_IMPLS",
