@@ -2,7 +2,8 @@
 # Issue 18's CUDA part, for a session that has a GPU machine: every model of the package against
 # its Detectron2 baseline (R-50-FPN COCO configs, 512 px, batch 2, score threshold 0), AMP off and
 # on, and one deformable conv per implementation (fused is CPU-only; auto = grid_sample on CUDA).
-# Writes docs/benchmark_cuda_*.md. About 10 minutes on one H100 (18 benchmark runs, no training).
+# Writes docs/benchmark_cuda_*.md: 12 model benchmarks and one conv benchmark, no training (not yet
+# timed on a GPU; the CPU dry run below takes 2 minutes).
 #
 #   bash tools/experiments/gpu_benchmarks.sh            # on the GPU machine, from the repo root
 #   DEVICE=cpu SIZE=128 WARMUP=0 REPEATS=1 OUT=/tmp/dry bash tools/experiments/gpu_benchmarks.sh   # a dry run
