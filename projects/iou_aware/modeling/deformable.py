@@ -196,7 +196,7 @@ class _FusedDeformConv3x3(torch.autograd.Function):
         weight_1x1 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
         out = F.conv2d(taps.view(n, out_h, out_w, -1).permute(0, 3, 1, 2), weight_1x1, bias)
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(feature_nhwc, positions, weight, mask)
+            ctx.save_for_backward(feature_nhwc, positions, weight_1x1, mask)
             ctx.taps = taps  # not saved_tensors: it goes back to the pool in backward
         else:
             _TAPS_POOL.give(taps)
@@ -211,9 +211,10 @@ class _FusedDeformConv3x3(torch.autograd.Function):
                 "for retain_graph / repeated backward use MODEL.LSNET.DEFORM_CONV_IMPL grid_sample."
             )
         taps, ctx.taps = ctx.taps, None
-        feature_nhwc, positions, weight, mask = ctx.saved_tensors
+        feature_nhwc, positions, weight_1x1, mask = ctx.saved_tensors
         need_feature, need_positions, need_weight, need_bias, need_mask = ctx.needs_input_grad
-        cout, channels = weight.shape[:2]
+        cout, channels = weight_1x1.shape[0], feature_nhwc.shape[-1]
+        weight_matrix = weight_1x1.view(cout, 9 * channels)  # column k * Cin + c, as the taps
         grad_rows = grad_out.permute(0, 2, 3, 1).reshape(-1, cout)  # (N * H * W, Cout)
         grad_feature = grad_positions = grad_weight = grad_bias = grad_mask = None
         if need_weight:
@@ -221,7 +222,6 @@ class _FusedDeformConv3x3(torch.autograd.Function):
         if need_bias:
             grad_bias = grad_rows.sum(0)
         if need_feature or need_positions or need_mask:
-            weight_matrix = weight.permute(0, 2, 3, 1).reshape(cout, 9 * channels)
             grad_taps = torch.mm(grad_rows, weight_matrix, out=taps)
             grad_feature, grad_positions, grad_mask = _cpu_kernels.deform_gather_backward(
                 grad_taps, feature_nhwc, positions, mask
