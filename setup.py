@@ -10,7 +10,7 @@ from setuptools import find_packages, setup
 def cpu_extensions():
     """``iou_aware._C``: the CPU kernel of the "fused" deformable conv (MODEL.LSNET.DEFORM_CONV_IMPL).
     Optional: without a C++ compiler the package installs without it, and the deformable convs
-    fall back to ``F.grid_sample`` (iou_aware.modeling.deformable)."""
+    fall back to ``F.grid_sample`` (iou_aware.layers.deformable)."""
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:  # torch is installed first by scripts/install.sh; a bare `pip install .` skips the kernel
@@ -31,7 +31,7 @@ def cpu_extensions():
 
     extension = CppExtension(
         "iou_aware._C",
-        ["projects/iou_aware/csrc/deform_gather.cpp"],
+        ["projects/iou_aware/layers/csrc/deform_gather.cpp"],
         extra_compile_args=["-O3", "-fopenmp-simd"],
         optional=True,
     )

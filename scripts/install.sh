@@ -54,7 +54,7 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-requirements_hash="$(cat requirements.txt scripts/install.sh setup.py projects/iou_aware/csrc/* | sha256sum | cut -d' ' -f1)"
+requirements_hash="$(cat requirements.txt scripts/install.sh setup.py projects/iou_aware/layers/csrc/* | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$requirements_hash" ]; then
     echo "[install] environment up to date ($VENV)"
     exit 0

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
-from iou_aware.modeling import deformable
-from iou_aware.modeling.deformable import (
+from iou_aware.layers import deformable
+from iou_aware.layers.scratch_pool import ScratchPool
+from iou_aware.layers.deformable import (
     ModulatedDeformConv,
     PyramidDeformConv,
     deform_conv3x3,
@@ -229,16 +230,18 @@ def test_fused_convs_in_flight_together_keep_their_own_taps():
     xs = [torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     positions = [(_random_positions(2, 6, 5, g) + 0.01).requires_grad_() for _ in range(2)]
+    pool = ScratchPool(max_free_bytes=1 << 30)  # one model's pool, shared by its convs
     results = {}
     for impl in ("fused", "torchvision"):
-        outs = [deform_conv3x3(x, p, weight, impl=impl) for x, p in zip(xs, positions)]
+        outs = [deform_conv3x3(x, p, weight, impl=impl, scratch_pool=pool) for x, p in zip(xs, positions)]
         with torch.no_grad():
-            deform_conv3x3(xs[0] * 2, positions[1], weight, impl=impl)  # takes and gives back a buffer
+            deform_conv3x3(xs[0] * 2, positions[1], weight, impl=impl, scratch_pool=pool)  # takes and gives back a buffer
         grads = [torch.autograd.grad((out * out).sum(), [x, p, weight]) for out, x, p in zip(outs, xs, positions)]
         results[impl] = [o.detach() for o in outs] + [t for group in grads for t in group]
     for actual, expected in zip(results["fused"], results["torchvision"]):
         torch.testing.assert_close(actual, expected)
-    out = deform_conv3x3(xs[0], positions[0], weight, impl="fused")
+    assert pool.free_bytes > 0  # the buffers came back to the pool
+    out = deform_conv3x3(xs[0], positions[0], weight, impl="fused", scratch_pool=pool)
     out.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="after one backward"):
         out.sum().backward()
@@ -266,3 +269,13 @@ def test_a_stale_kernel_build_is_ignored_with_a_warning():
     assert deformable._usable_kernels(None) is None
     if fused_kernel_available():  # the installed build is current
         assert deformable._cpu_kernels.INTERFACE_VERSION == deformable.KERNEL_INTERFACE_VERSION
+
+
+def test_the_taps_pool_is_capped_by_the_environment_and_named_when_wrong(monkeypatch):
+    monkeypatch.setenv(deformable.SCRATCH_POOL_ENV, "3")
+    assert deformable.new_scratch_pool().max_free_bytes == 3 * 1024**2
+    monkeypatch.delenv(deformable.SCRATCH_POOL_ENV)
+    assert deformable.new_scratch_pool().max_free_bytes == deformable.DEFAULT_SCRATCH_POOL_MB * 1024**2
+    monkeypatch.setenv(deformable.SCRATCH_POOL_ENV, "lots")
+    with pytest.raises(ValueError, match="IOU_AWARE_SCRATCH_POOL_MB = 'lots'"):
+        deformable.new_scratch_pool()

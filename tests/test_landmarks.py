@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from iou_aware.data.landmarks import (
+from iou_aware.structures.landmarks import (
     contour_landmarks,
     extreme_points,
     flip_contour,
     flip_extreme_points,
     sample_contour,
 )
-from iou_aware.data.rendering import mask_to_polygons, polygons_extent
+from iou_aware.structures import mask_to_polygons, polygons_extent
 from iou_aware.modeling.postprocessing import rasterize_polygons
 
 

@@ -11,7 +11,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.events import EventStorage
 
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import LandmarkDatasetMapper, build_train_mapper, flip_extreme_points
+from iou_aware.data import LandmarkDatasetMapper, flip_extreme_points
+from iou_aware.engine import build_train_mapper
 from iou_aware.layers import crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
 from iou_aware.modeling import CentrePointAssigner, LSNet
 
@@ -216,7 +217,7 @@ def test_without_landmark_targets_the_model_derives_them_from_the_standard_field
     LandmarkDatasetMapper writes (here border midpoints of the boxes, and extreme points of masks)."""
     from detectron2.structures import PolygonMasks
 
-    from iou_aware.data.landmarks import extreme_points
+    from iou_aware.structures.landmarks import extreme_points
 
     model = build_model(_cfg(repo_root))
     inputs = _inputs()
@@ -269,7 +270,7 @@ def test_bad_config_values_are_named(repo_root, key, value, message):
 
 
 def test_fused_deformable_convs_without_the_kernel_are_refused_at_build(repo_root, monkeypatch):
-    from iou_aware.modeling import deformable
+    from iou_aware.layers import deformable
 
     monkeypatch.setattr(deformable, "_cpu_kernels", None)  # as on a machine that could not build it
     with pytest.raises(ValueError, match="DEFORM_CONV_IMPL = 'fused' needs iou_aware._C"):

@@ -600,7 +600,7 @@ def test_deformable_towers_train_one_step_and_infer(repo_root):
     """MODEL.LSNET.DEFORMABLE_TOWERS True (the COCO setting) on the slim shapes config: DCNv2 towers, finite
     losses, a gradient for every tower parameter (offsets and modulation included), one SGD step, and
     detections with boxes, scores and classes."""
-    from iou_aware.modeling.deformable import ModulatedDeformConv
+    from iou_aware.layers.deformable import ModulatedDeformConv
 
     torch.manual_seed(0)
     cfg = _cfg(repo_root, BOX_CONFIG, "MODEL.LSNET.DEFORMABLE_TOWERS", True, "MODEL.LSNET.SCORE_THRESH_TEST", 0.0)

@@ -17,7 +17,8 @@ from detectron2.utils.events import EventStorage
 import benchmark
 import train_net
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import ValidatingMapper, build_train_mapper
+from iou_aware.data import ValidatingMapper
+from iou_aware.engine import build_train_mapper
 from iou_aware.engine import IncompatibleCheckpointError
 
 # Every meta-architecture (and task) of the package, plus Detectron2's RetinaNet.

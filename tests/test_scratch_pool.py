@@ -1,7 +1,7 @@
 """ScratchPool: reuse of freed buffers, its limits and its bookkeeping."""
 import torch
 
-from iou_aware.utils import ScratchPool
+from iou_aware.layers.scratch_pool import ScratchPool
 
 
 def test_a_given_back_buffer_is_reused_for_a_request_it_fits():

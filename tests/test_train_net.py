@@ -253,7 +253,7 @@ def test_benchmark_tool_runs_models_under_amp(repo_root, tmp_path):
 def test_deform_conv_benchmark_times_every_implementation_against_a_plain_conv(tmp_path):
     import benchmark_deform_conv
 
-    from iou_aware.modeling.deformable import fused_kernel_available
+    from iou_aware.layers.deformable import fused_kernel_available
 
     output = tmp_path / "deform.md"
     benchmark_deform_conv.main(

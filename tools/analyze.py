@@ -19,7 +19,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.config import load_config
+from iou_aware.model_zoo import load_config
 from iou_aware.data import add_register_coco_argument, register_coco_datasets
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import (

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from iou_aware.modeling.deformable import (
+from iou_aware.layers.deformable import (
     DEFORM_CONV_IMPLS,
     deform_conv3x3,
     fused_kernel_available,

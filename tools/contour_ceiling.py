@@ -27,7 +27,7 @@ from detectron2.utils.logger import setup_logger
 
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_register_coco_argument, contour_landmarks, register_coco_datasets
-from iou_aware.data.rendering import mask_to_polygons
+from iou_aware.structures import mask_to_polygons
 from iou_aware.evaluation import build_coco_evaluator
 from iou_aware.modeling.postprocessing import rasterize_polygons
 

@@ -35,7 +35,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.config import load_config
+from iou_aware.model_zoo import load_config
 from iou_aware.data import LandmarkDatasetMapper
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import build_coco_evaluator

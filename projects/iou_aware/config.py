@@ -1,7 +1,7 @@
 """``add_iou_aware_config(cfg)``: every config key this package adds, with its default."""
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_iou_aware_config", "load_config"]
+__all__ = ["add_iou_aware_config"]
 
 
 def add_iou_aware_config(cfg: CN) -> CN:
@@ -101,11 +101,14 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # Sampling points of the landmark-guided (pyramid) deformable conv: some initial landmarks plus
     # free points predicted beside them, 9 in all (a 3x3 kernel).
     cfg.MODEL.LSNET.NUM_KERNEL_POINTS = 9
-    # How deformable convs are computed, same results (iou_aware.modeling.deformable): "fused" (the
+    # How deformable convs are computed, same results (iou_aware.layers.deformable): "fused" (the
     # package's C++ CPU gather + one oneDNN GEMM), "grid_sample" (F.grid_sample + batched matmul, any
     # device), "torchvision" (torchvision.ops.deform_conv2d) or "auto": "fused" for CPU float32 /
     # float64 inputs when iou_aware._C is built, else "grid_sample" (docs/lsnet_training_profile.md).
     cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "auto"
+    # Cap (MiB) of the pool where the "fused" convs keep their taps matrices between steps (freed
+    # with the model); -1: the environment variable IOU_AWARE_SCRATCH_POOL_MB, else 2048.
+    cfg.MODEL.LSNET.DEFORM_CONV_POOL_MB = -1
     # Share of the gradient that flows from the deformable sampling back into the initial landmarks.
     cfg.MODEL.LSNET.GRADIENT_MUL = 0.1
     # Initialization of the 3x3 conv before each initial-landmark prediction: "normal" (std 0.01,
@@ -158,20 +161,3 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
     return cfg
 
-
-def load_config(config_file: str, opts=()) -> CN:
-    """The frozen config of a tool: Detectron2's defaults, this package's keys, ``config_file``
-    and ``KEY VALUE`` overrides; MODEL.DEVICE falls back to "cpu" without CUDA."""
-    import torch
-    from detectron2.config import get_cfg
-
-    from .model_zoo import resolve_config_file
-
-    cfg = get_cfg()
-    add_iou_aware_config(cfg)
-    cfg.merge_from_file(resolve_config_file(config_file))
-    cfg.merge_from_list(list(opts))
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg

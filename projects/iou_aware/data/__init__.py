@@ -1,7 +1,7 @@
 """Datasets: the synthetic ``shapes`` and ``stickmen`` generators and their registration, mappers,
 annotation checks and landmark targets."""
-from .landmarks import contour_landmarks, extreme_points, flip_contour, flip_extreme_points, sample_contour
-from .mappers import LandmarkDatasetMapper, build_annotated_test_mapper, build_train_mapper
+from ..structures import contour_landmarks, extreme_points, flip_contour, flip_extreme_points, sample_contour
+from .mappers import MAPPER_REGISTRY, LandmarkDatasetMapper, build_annotated_test_mapper, build_mapper
 from .validation import InvalidAnnotationError, ValidatingMapper, check_box_annotations
 from .dataset_checks import DatasetCheckError, DatasetProblem, check_training_records, find_record_problems
 from .user_datasets import add_register_coco_argument, keypoint_metadata, oks_sigmas_for, register_coco_datasets

@@ -3,7 +3,8 @@ model is built or an iteration runs, instead of one crash per run when a loader 
 
 Checked, without decoding any image (file existence only):
 
-* the datasets' category count against the model's class count (the key named);
+* the datasets' category count against the model's class count (the config key the model
+  declares, :class:`iou_aware.modeling.ModelRequirements`);
 * the keypoint count against ``MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS`` when ``MODEL.KEYPOINT_ON``;
 * per record: a missing image file; per annotation: an inverted box, a box outside the image by
   more than 1 px, no mask when the model needs masks (``MODEL.MASK_ON``).
@@ -21,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
 
-__all__ = ["DatasetProblem", "DatasetCheckError", "find_record_problems", "model_class_count", "check_training_records"]
+__all__ = ["DatasetProblem", "DatasetCheckError", "find_record_problems", "check_training_records"]
 
 # Problem kind -> how the report words it.
 PROBLEM_KINDS = OrderedDict(
@@ -30,15 +31,6 @@ PROBLEM_KINDS = OrderedDict(
     box_outside_image="box outside the image by more than 1 px",
     missing_mask="annotation without a mask (polygon or RLE), and the model needs masks",
 )
-# Meta-architecture -> the config key of its foreground class count.
-CLASS_COUNT_KEYS = {
-    "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
-    "IoUAwareRetinaNet": "MODEL.RETINANET.NUM_CLASSES",
-    "GFL": "MODEL.GFL.NUM_CLASSES",
-    "GFLV2": "MODEL.GFL.NUM_CLASSES",
-    "LSNet": "MODEL.LSNET.NUM_CLASSES",
-    "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
-}
 _OUTSIDE_TOLERANCE_PX = 1.0
 _EXAMPLES = 5
 
@@ -97,20 +89,10 @@ def _xyxy(box, mode) -> Tuple[float, float, float, float]:
     return tuple(BoxMode.convert(list(box), mode, BoxMode.XYXY_ABS))
 
 
-def model_class_count(cfg) -> Optional[Tuple[str, int]]:
-    """(config key, value) of the model's foreground class count, None for an unknown model."""
-    key = CLASS_COUNT_KEYS.get(cfg.MODEL.META_ARCHITECTURE)
-    if key is None:
-        return None
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    return key, int(value)
-
-
-def _count_problems(cfg, dataset_names: Sequence[str], records: Sequence[Dict]) -> List[str]:
+def _count_problems(
+    cfg, dataset_names: Sequence[str], records: Sequence[Dict], classes: Optional[Tuple[str, int]]
+) -> List[str]:
     errors = []
-    classes = model_class_count(cfg)
     if classes is not None:
         for name in dataset_names:
             thing_classes = MetadataCatalog.get(name).get("thing_classes", None)
@@ -149,8 +131,14 @@ def _report(problems: List[DatasetProblem]) -> List[str]:
     return lines
 
 
-def check_training_records(cfg, dataset_names: Sequence[str], records: List[Dict]) -> List[Dict]:
+def check_training_records(
+    cfg, dataset_names: Sequence[str], records: List[Dict], class_count: Optional[Tuple[str, int]] = None
+) -> List[Dict]:
     """Check ``records`` (the training set of ``cfg``, Detectron2's format) against the model.
+
+    Args:
+        class_count: (config key, value) of the model's foreground class count, None to skip
+            that check.
 
     Returns:
         the records, or with ``DATALOADER.FILTER_INVALID_ANNOTATIONS`` the records without their
@@ -159,7 +147,7 @@ def check_training_records(cfg, dataset_names: Sequence[str], records: List[Dict
         DatasetCheckError listing every problem (counts and the first few of each kind).
     """
     logger = logging.getLogger(__name__)
-    errors = _count_problems(cfg, dataset_names, records)
+    errors = _count_problems(cfg, dataset_names, records, class_count)
     problems = find_record_problems(records, needs_masks=cfg.MODEL.MASK_ON)
     filtering = cfg.DATALOADER.FILTER_INVALID_ANNOTATIONS
     if errors or (problems and not filtering):

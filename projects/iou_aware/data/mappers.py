@@ -1,14 +1,30 @@
-"""Data mappers built from Detectron2's DatasetMapper."""
+"""Data mappers built from Detectron2's DatasetMapper, registered by name in
+:data:`MAPPER_REGISTRY` so that a model can say which one it trains with
+(:class:`iou_aware.modeling.ModelRequirements`) without the data code knowing the model."""
 
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.structures import BoxMode
+from detectron2.utils.registry import Registry
 
-from ..modeling.landmark_head import TASK_LANDMARK_SETS
-from .landmark_targets import add_landmark_targets
+from ..structures import TASK_LANDMARK_SETS, add_landmark_targets
+from ..utils import check_choice
 
-__all__ = ["build_annotated_test_mapper", "LandmarkDatasetMapper", "build_train_mapper"]
+__all__ = ["MAPPER_REGISTRY", "build_mapper", "build_annotated_test_mapper", "LandmarkDatasetMapper"]
+
+MAPPER_REGISTRY = Registry("MAPPER")
+MAPPER_REGISTRY.__doc__ = """
+Dataset mappers by name, each called as ``mapper(cfg, is_train, **options)`` (``@configurable``):
+Detectron2's ``DatasetMapper`` and this package's :class:`LandmarkDatasetMapper`.
+"""
+MAPPER_REGISTRY.register(DatasetMapper)
+
+
+def build_mapper(cfg, name: str, is_train: bool = True, **options) -> DatasetMapper:
+    """The mapper registered as ``name`` in :data:`MAPPER_REGISTRY`, built from ``cfg``;
+    ``options`` are the extra arguments of its ``from_config`` (e.g. ``landmark_task``)."""
+    return MAPPER_REGISTRY.get(name)(cfg, is_train, **options)
 
 
 def build_annotated_test_mapper(cfg) -> DatasetMapper:
@@ -17,6 +33,7 @@ def build_annotated_test_mapper(cfg) -> DatasetMapper:
     return DatasetMapper(cfg, is_train=True, augmentations=utils.build_augmentation(cfg, is_train=False))
 
 
+@MAPPER_REGISTRY.register()
 class LandmarkDatasetMapper(DatasetMapper):
     """
     Detectron2's DatasetMapper that also gives LSNet's landmark targets, in absolute (x, y) pixels of
@@ -46,14 +63,11 @@ class LandmarkDatasetMapper(DatasetMapper):
     def __init__(self, is_train: bool = True, *, landmark_task: str = "box", num_contour_points: int = 36, **kwargs):
         """
         Args:
-            landmark_task: a key of iou_aware.modeling.TASK_LANDMARK_SETS.
-            num_contour_points: contour points of the contour task (MODEL.LSNET.NUM_CONTOUR_POINTS).
+            landmark_task: a key of :data:`iou_aware.structures.TASK_LANDMARK_SETS`.
+            num_contour_points: contour points of the contour task.
             kwargs: DatasetMapper's arguments; "keypoint" needs ``use_keypoint=True``.
         """
-        if landmark_task not in TASK_LANDMARK_SETS:
-            raise ValueError(
-                f"LandmarkDatasetMapper: unknown landmark task {landmark_task!r}; use one of {sorted(TASK_LANDMARK_SETS)}."
-            )
+        check_choice("LandmarkDatasetMapper landmark_task", landmark_task, sorted(TASK_LANDMARK_SETS))
         if landmark_task == "keypoint" and not kwargs.get("use_keypoint"):
             raise ValueError("LandmarkDatasetMapper: task 'keypoint' needs keypoints (MODEL.KEYPOINT_ON True).")
         kwargs["use_instance_mask"] = landmark_task != "keypoint"
@@ -64,10 +78,12 @@ class LandmarkDatasetMapper(DatasetMapper):
         self.num_contour_points = num_contour_points
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = True):
+    def from_config(cls, cfg, is_train: bool = True, *, landmark_task: str = "box", num_contour_points: int = 36):
+        """DatasetMapper's arguments from ``cfg``; the landmark arguments come from the model
+        (``LSNet.requirements``), not from the config."""
         ret = super().from_config(cfg, is_train)
-        ret["landmark_task"] = cfg.MODEL.LSNET.TASK
-        ret["num_contour_points"] = cfg.MODEL.LSNET.NUM_CONTOUR_POINTS
+        ret["landmark_task"] = landmark_task
+        ret["num_contour_points"] = num_contour_points
         return ret
 
     def __call__(self, dataset_dict):
@@ -108,9 +124,3 @@ class LandmarkDatasetMapper(DatasetMapper):
             annotations[i]["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
         return dict(dataset_dict, annotations=annotations)
 
-
-def build_train_mapper(cfg) -> DatasetMapper:
-    """The training mapper of a config's model: LandmarkDatasetMapper for LSNet, else DatasetMapper."""
-    if cfg.MODEL.META_ARCHITECTURE == "LSNet":
-        return LandmarkDatasetMapper(cfg, is_train=True)
-    return DatasetMapper(cfg, is_train=True)

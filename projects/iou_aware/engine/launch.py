@@ -8,6 +8,7 @@ arguments and semantics otherwise (``--num-machines``, ``--machine-rank``, ``--d
 """
 import contextlib
 import logging
+import socket
 from datetime import timedelta
 
 import torch
@@ -15,8 +16,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import defaults as detectron2_defaults
 from detectron2.engine import launch as detectron2_launch
-from detectron2.engine.launch import _find_free_port
 from detectron2.utils import comm
+
+from ..utils.detectron2_compat import set_local_process_group
 
 __all__ = ["launch", "cpu_ddp_model_wrapping"]
 
@@ -34,13 +36,20 @@ def launch(main_func, num_processes_per_machine, num_machines=1, machine_rank=0,
     if dist_url == "auto":
         if num_machines != 1:
             raise ValueError("--dist-url auto only works on one machine; give tcp://<host of rank 0>:<port>.")
-        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
     mp.spawn(
         _cpu_worker,
         nprocs=num_processes_per_machine,
         args=(main_func, world_size, num_processes_per_machine, machine_rank, dist_url, args, timeout),
         daemon=False,
     )
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 def _cpu_worker(local_rank, main_func, world_size, num_processes_per_machine, machine_rank, dist_url, args, timeout):
@@ -53,11 +62,7 @@ def _cpu_worker(local_rank, main_func, world_size, num_processes_per_machine, ma
         logging.getLogger(__name__).error(f"Process group URL: {dist_url}")
         raise
     # The group of the ranks on this machine, which Detectron2's comm.get_local_rank() reads.
-    for i in range(world_size // num_processes_per_machine):
-        ranks = list(range(i * num_processes_per_machine, (i + 1) * num_processes_per_machine))
-        group = dist.new_group(ranks)
-        if i == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
+    set_local_process_group(num_processes_per_machine, machine_rank)
     comm.synchronize()
     try:
         with cpu_ddp_model_wrapping():

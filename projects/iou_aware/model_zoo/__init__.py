@@ -13,7 +13,9 @@ import os
 
 from detectron2.config import CfgNode, get_cfg
 
-__all__ = ["PREFIX", "get_config_file", "get_config", "list_configs", "resolve_config_file"]
+from ..config import add_iou_aware_config
+
+__all__ = ["PREFIX", "get_config_file", "get_config", "list_configs", "load_config", "resolve_config_file"]
 
 PREFIX = "iou_aware://"
 DETECTRON2_PREFIX = "detectron2://"
@@ -57,9 +59,23 @@ def resolve_config_file(path: str) -> str:
 def get_config(config_path: str) -> CfgNode:
     """Detectron2's defaults, this package's keys (``add_iou_aware_config``) and the shipped config
     (``Family/name.yaml`` or ``iou_aware://Family/name.yaml``); not frozen."""
-    from ..config import add_iou_aware_config
-
     cfg = get_cfg()
     add_iou_aware_config(cfg)
     cfg.merge_from_file(get_config_file(config_path))
+    return cfg
+
+
+def load_config(config_file: str, opts=()) -> CfgNode:
+    """The frozen config of a tool: Detectron2's defaults, this package's keys, ``config_file``
+    (any form :func:`resolve_config_file` takes) and ``KEY VALUE`` overrides; MODEL.DEVICE falls
+    back to "cpu" without CUDA."""
+    import torch
+
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(resolve_config_file(config_file))
+    cfg.merge_from_list(list(opts))
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
     return cfg

@@ -16,7 +16,6 @@ A task is one or more landmark sets (:data:`TASK_LANDMARK_SETS`): "box" (extreme
 reference code).
 """
 import math
-from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch
@@ -25,81 +24,24 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
-from ..layers import NUM_BOX_LANDMARKS, crosses_to_offsets, group_norm_32
-from .deformable import (
+from ..layers import crosses_to_offsets, group_norm_32
+from ..layers.deformable import (
     DEFORM_CONV_IMPLS,
     ModulatedDeformConv,
     PyramidDeformConv,
     fused_kernel_available,
     location_grid,
+    new_scratch_pool,
+    use_scratch_pool,
 )
+from ..structures import TASK_LANDMARK_SETS, LandmarkSet, landmark_sets
 
 __all__ = [
-    "LandmarkSet",
-    "landmark_sets",
-    "landmark_sets_from_config",
-    "TASK_LANDMARK_SETS",
     "INITIAL_CONV_INITS",
     "LandmarkBranch",
     "LandmarkHead",
 ]
 
-
-@dataclass(frozen=True)
-class LandmarkSet:
-    """One kind of landmarks a branch predicts.
-
-    Attributes:
-        name: key of :func:`landmark_sets`; also names the branch, its losses and its targets
-            (``gt_<name>_landmarks``).
-        num_landmarks: L, the centre (always last) included.
-        cross_iou_mode: mode of :func:`iou_aware.layers.cross_iou_loss`.
-        kernel_landmarks: the landmarks among the deformable conv's sampling points; the other
-            points of the kernel are free points predicted beside the initial crosses.
-    """
-
-    name: str
-    num_landmarks: int
-    cross_iou_mode: str
-    kernel_landmarks: Tuple[int, ...]
-
-
-def landmark_sets(num_keypoints: int = 17, num_contour_points: int = 36, num_kernel_points: int = 9) -> Dict[str, LandmarkSet]:
-    """The landmark sets of a landmark schema, by name. Kernel landmarks (the deformable conv's
-    sampling points besides the free ones: ``num_kernel_points - 1`` of them, then the centre):
-
-    * "box", [top, left, bottom, right, centre]: all five (+ 4 free points).
-    * "contour", ``num_contour_points`` + centre: every ``ceil(C / (num_kernel_points - 1))``-th
-      contour point from the first, as the reference (every 5th of 36: 8 points), and the centre.
-    * "keypoint", ``num_keypoints`` + centre: the odd keypoints, then the even ones, up to
-      ``num_kernel_points - 1`` (for COCO's 17: the 8 odd ones, left eye, left ear, left
-      shoulder, left elbow, left wrist, left hip, left knee, left ankle, the reference's
-      choice), and the centre; free points fill what fewer keypoints leave.
-    """
-    if num_keypoints < 1 or num_contour_points < 1:
-        raise ValueError(f"A landmark schema needs >= 1 keypoint and contour point, got {num_keypoints} and {num_contour_points}.")
-    slots = num_kernel_points - 1
-    contour_step = math.ceil(num_contour_points / slots)
-    contour_kernel = tuple(range(0, num_contour_points, contour_step))[:slots] + (num_contour_points,)
-    keypoint_order = list(range(1, num_keypoints, 2)) + list(range(0, num_keypoints, 2))
-    keypoint_kernel = tuple(keypoint_order[:slots]) + (num_keypoints,)
-    return {
-        "box": LandmarkSet("box", NUM_BOX_LANDMARKS, "box", (0, 1, 2, 3, 4)),
-        "contour": LandmarkSet("contour", num_contour_points + 1, "contour", contour_kernel),
-        "keypoint": LandmarkSet("keypoint", num_keypoints + 1, "keypoint", keypoint_kernel),
-    }
-
-
-def landmark_sets_from_config(cfg) -> Dict[str, LandmarkSet]:
-    """:func:`landmark_sets` of a config: MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS (the key of
-    Detectron2's Keypoint R-CNN), MODEL.LSNET.NUM_CONTOUR_POINTS, MODEL.LSNET.NUM_KERNEL_POINTS."""
-    return landmark_sets(
-        cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS, cfg.MODEL.LSNET.NUM_CONTOUR_POINTS, cfg.MODEL.LSNET.NUM_KERNEL_POINTS
-    )
-
-
-# MODEL.LSNET.TASK -> its landmark sets; the last one guides the class branch.
-TASK_LANDMARK_SETS = {"box": ("box",), "contour": ("contour",), "keypoint": ("box", "keypoint")}
 
 # MODEL.LSNET.INITIAL_CONV_INIT; the first is the reference's.
 INITIAL_CONV_INITS = ("normal", "kaiming")
@@ -228,6 +170,7 @@ class LandmarkHead(nn.Module):
         initial_conv_init: str = "normal",
         num_keypoints: int = 17,
         num_contour_points: int = 36,
+        scratch_pool_mb: int = -1,
     ):
         """
         Args:
@@ -242,9 +185,12 @@ class LandmarkHead(nn.Module):
             gradient_mul: share of the gradient that flows from the sampling points back into
                 the initial landmarks.
             prior_prob: initial foreground probability of the class logits.
-            deform_conv_impl: one of :data:`iou_aware.modeling.deformable.DEFORM_CONV_IMPLS`.
+            deform_conv_impl: one of :data:`iou_aware.layers.deformable.DEFORM_CONV_IMPLS`.
             initial_conv_init: one of :data:`INITIAL_CONV_INITS` (see :class:`LandmarkBranch`).
             num_keypoints, num_contour_points: the landmark schema (:func:`landmark_sets`).
+            scratch_pool_mb: cap (MiB) of the pool where the "fused" deformable convs keep their
+                taps between steps; -1: ``$IOU_AWARE_SCRATCH_POOL_MB``, else 2048. The pool is
+                the head's own and is freed with it.
         """
         super().__init__()
         if task not in TASK_LANDMARK_SETS:
@@ -292,6 +238,8 @@ class LandmarkHead(nn.Module):
             }
         )
         self.guide = TASK_LANDMARK_SETS[task][-1]
+        self.scratch_pool = new_scratch_pool(None if scratch_pool_mb < 0 else scratch_pool_mb)
+        use_scratch_pool(self, self.scratch_pool)
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
@@ -310,6 +258,7 @@ class LandmarkHead(nn.Module):
             "initial_conv_init": node.INITIAL_CONV_INIT,
             "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS,
             "num_contour_points": node.NUM_CONTOUR_POINTS,
+            "scratch_pool_mb": node.DEFORM_CONV_POOL_MB,
         }
 
     @property

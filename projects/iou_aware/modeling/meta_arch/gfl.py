@@ -35,6 +35,7 @@ from ..assigners import ATSSAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
 from ..postprocessing import merge_levels_with_nms, select_topk_candidates
+from ..requirements import ModelRequirements
 
 __all__ = ["GFL", "GFLV2", "GFLHead", "DistributionGuidedQualityPredictor"]
 
@@ -249,6 +250,10 @@ class GFL(DenseDetector):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
+
+    @classmethod
+    def requirements(cls, cfg) -> ModelRequirements:
+        return ModelRequirements(class_count_key="MODEL.GFL.NUM_CLASSES")
 
     def _transpose(self, predictions) -> Dict[str, Optional[List[Tensor]]]:
         """Head outputs -> per level (N, Ri, C) tensors under "logits", "box_logits", "quality"

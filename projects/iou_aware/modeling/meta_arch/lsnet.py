@@ -28,13 +28,14 @@ from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
-from ...data.landmark_targets import add_landmark_targets
+from ...structures import add_landmark_targets
 from ...layers import aligned_box_iou, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, quality_focal_loss
 from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides
 from ..landmark_head import LandmarkHead
 from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
+from ..requirements import ModelRequirements
 
 __all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
 
@@ -186,6 +187,16 @@ class LSNet(DenseDetector):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
+
+    @classmethod
+    def requirements(cls, cfg) -> ModelRequirements:
+        """Trains with :class:`iou_aware.data.LandmarkDatasetMapper`, which writes the landmark
+        targets of the task (the model can derive them itself, more slowly)."""
+        return ModelRequirements(
+            class_count_key="MODEL.LSNET.NUM_CLASSES",
+            train_mapper="LandmarkDatasetMapper",
+            mapper_options={"landmark_task": cfg.MODEL.LSNET.TASK, "num_contour_points": cfg.MODEL.LSNET.NUM_CONTOUR_POINTS},
+        )
 
     @property
     def box_source(self) -> str:

@@ -8,7 +8,7 @@ import torch
 from detectron2.structures import Instances, PolygonMasks
 
 from .landmarks import contour_landmarks, extreme_points
-from .rendering import mask_to_polygons
+from .polygons import mask_to_polygons
 
 __all__ = ["add_landmark_targets"]
 

@@ -21,6 +21,7 @@ a compiled Detectron2:
   autocast, not tracing), else "grid_sample"; chosen per call, by the measurements in
   docs/lsnet_training_profile.md (no GPU was measured: "grid_sample" there).
 """
+import os
 import warnings
 from typing import List, Optional, Sequence
 
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torchvision.ops import deform_conv2d
 
-from ..utils.scratch_pool import ScratchPool
+from .scratch_pool import ScratchPool
 
 # The interface of iou_aware._C this module calls (INTERFACE_VERSION in csrc/deform_gather.cpp).
 KERNEL_INTERFACE_VERSION = 1
@@ -66,6 +67,9 @@ __all__ = [
     "pyramid_levels",
     "ModulatedDeformConv",
     "PyramidDeformConv",
+    "new_scratch_pool",
+    "scratch_pool_limit_mb",
+    "use_scratch_pool",
 ]
 
 DEFORM_CONV_IMPLS = ("auto", "fused", "grid_sample", "torchvision")
@@ -119,6 +123,7 @@ def deform_conv3x3(
     bias: Optional[Tensor] = None,
     mask: Optional[Tensor] = None,
     impl: str = "auto",
+    scratch_pool: Optional[ScratchPool] = None,
 ) -> Tensor:
     """
     A 3x3 conv whose 9 taps at each output location are read at given positions of ``feature``.
@@ -131,6 +136,8 @@ def deform_conv3x3(
         bias: (Cout,) or None.
         mask: (N, 9, H, W) modulation of each tap (DCNv2), or None.
         impl: one of :data:`DEFORM_CONV_IMPLS`.
+        scratch_pool: where "fused" keeps its taps matrices between calls (None: a pool for this
+            call only, freed after the backward).
 
     Returns:
         (N, Cout, H, W).
@@ -145,7 +152,8 @@ def deform_conv3x3(
                 f"autocast {torch.is_autocast_enabled('cpu')}); "
                 "use MODEL.LSNET.DEFORM_CONV_IMPL auto or grid_sample."
             )
-        return _deform_conv_fused(feature, positions, weight, bias, mask)
+        pool = scratch_pool if scratch_pool is not None else ScratchPool(max_free_bytes=0)
+        return _deform_conv_fused(feature, positions, weight, bias, mask, pool)
     if impl == "grid_sample":
         return _deform_conv_grid_sample(feature, positions, weight, bias, mask)
     if impl == "torchvision":
@@ -172,9 +180,28 @@ def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:
     return out.reshape(n, -1, out_h, out_w)
 
 
-# Taps matrices of the fused conv, kept between calls (see ScratchPool): at most the taps of one
-# training step at 512 px, batch 2, R-50-FPN (1.2 GB).
-_TAPS_POOL = ScratchPool(max_free_bytes=2 * 1024**3)
+SCRATCH_POOL_ENV = "IOU_AWARE_SCRATCH_POOL_MB"
+DEFAULT_SCRATCH_POOL_MB = 2048
+
+
+def scratch_pool_limit_mb() -> int:
+    """The cap (MiB) of a deformable conv's taps pool: ``$IOU_AWARE_SCRATCH_POOL_MB``, else 2048
+    (the taps of one training step at 512 px, batch 2, R-50-FPN: 1.2 GB). 0 keeps nothing."""
+    value = os.environ.get(SCRATCH_POOL_ENV, "")
+    try:
+        limit = int(value) if value else DEFAULT_SCRATCH_POOL_MB
+    except ValueError:
+        raise ValueError(f"{SCRATCH_POOL_ENV} = {value!r}: give the cap of the taps pool in MiB (an integer >= 0).")
+    if limit < 0:
+        raise ValueError(f"{SCRATCH_POOL_ENV} = {limit}: give the cap of the taps pool in MiB (an integer >= 0).")
+    return limit
+
+
+def new_scratch_pool(limit_mb: Optional[int] = None) -> ScratchPool:
+    """A taps pool for the fused convs of one model, capped at ``limit_mb`` MiB (None:
+    :func:`scratch_pool_limit_mb`); its buffers are freed with it."""
+    limit_mb = scratch_pool_limit_mb() if limit_mb is None else limit_mb
+    return ScratchPool(max_free_bytes=int(limit_mb) * 1024**2)
 
 
 class _FusedDeformConv3x3(torch.autograd.Function):
@@ -185,21 +212,22 @@ class _FusedDeformConv3x3(torch.autograd.Function):
     taps' gradient written over them (one matrix per call, not two), then the kernel's scatter."""
 
     @staticmethod
-    def forward(ctx, feature, positions, weight, bias, mask):
+    def forward(ctx, feature, positions, weight, bias, mask, pool):
         n, channels = feature.shape[:2]
         out_h, out_w = positions.shape[-2:]
         feature_nhwc = feature.permute(0, 2, 3, 1).contiguous()
         positions = positions.contiguous()
         mask = mask.contiguous() if mask is not None else None
-        taps = _TAPS_POOL.take(n * out_h * out_w * 9 * channels, feature.dtype).view(-1, 9 * channels)
+        taps = pool.take(n * out_h * out_w * 9 * channels, feature.dtype).view(-1, 9 * channels)
         _cpu_kernels.deform_gather_forward(feature_nhwc, positions, mask, taps)
         weight_1x1 = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
         out = F.conv2d(taps.view(n, out_h, out_w, -1).permute(0, 3, 1, 2), weight_1x1, bias)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(feature_nhwc, positions, weight_1x1, mask)
             ctx.taps = taps  # not saved_tensors: it goes back to the pool in backward
+            ctx.pool = pool
         else:
-            _TAPS_POOL.give(taps)
+            pool.give(taps)
         return out
 
     @staticmethod
@@ -212,7 +240,7 @@ class _FusedDeformConv3x3(torch.autograd.Function):
             )
         taps, ctx.taps = ctx.taps, None
         feature_nhwc, positions, weight_1x1, mask = ctx.saved_tensors
-        need_feature, need_positions, need_weight, need_bias, need_mask = ctx.needs_input_grad
+        need_feature, need_positions, need_weight, need_bias, need_mask = ctx.needs_input_grad[:5]
         cout, channels = weight_1x1.shape[0], feature_nhwc.shape[-1]
         weight_matrix = weight_1x1.view(cout, 9 * channels)  # column k * Cin + c, as the taps
         grad_rows = grad_out.permute(0, 2, 3, 1).reshape(-1, cout)  # (N * H * W, Cout)
@@ -229,12 +257,12 @@ class _FusedDeformConv3x3(torch.autograd.Function):
             grad_feature = grad_feature.permute(0, 3, 1, 2) if need_feature else None
             grad_positions = grad_positions if need_positions else None
             grad_mask = grad_mask if need_mask else None
-        _TAPS_POOL.give(taps)
-        return grad_feature, grad_positions, grad_weight, grad_bias, grad_mask
+        ctx.pool.give(taps)
+        return grad_feature, grad_positions, grad_weight, grad_bias, grad_mask, None
 
 
-def _deform_conv_fused(feature, positions, weight, bias, mask) -> Tensor:
-    return _FusedDeformConv3x3.apply(feature, positions, weight, bias, mask)
+def _deform_conv_fused(feature, positions, weight, bias, mask, pool) -> Tensor:
+    return _FusedDeformConv3x3.apply(feature, positions, weight, bias, mask, pool)
 
 
 def _deform_conv_torchvision(feature, positions, weight, bias, mask) -> Tensor:
@@ -267,6 +295,7 @@ class ModulatedDeformConv(nn.Module):
         nn.init.zeros_(self.offset_conv.weight)
         nn.init.zeros_(self.offset_conv.bias)
         self.impl = impl
+        self.scratch_pool: Optional[ScratchPool] = None  # set by the owning model (see new_scratch_pool)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, Cin, H, W) -> (N, Cout, H, W)."""
@@ -274,7 +303,7 @@ class ModulatedDeformConv(nn.Module):
         offset, mask = self.offset_conv(x).split([18, 9], dim=1)
         taps = location_grid(h, w, x.device, x.dtype)[None] + kernel_grid(x.device, x.dtype)[:, :, None, None]
         positions = taps[None] + offset.reshape(n, 9, 2, h, w)
-        return deform_conv3x3(x, positions, self.weight, self.bias, mask.sigmoid(), self.impl)
+        return deform_conv3x3(x, positions, self.weight, self.bias, mask.sigmoid(), self.impl, self.scratch_pool)
 
 
 class PyramidDeformConv(nn.Module):
@@ -290,6 +319,7 @@ class PyramidDeformConv(nn.Module):
         # As the reference (mmcv's kaiming_init): He normal over the fan-out.
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.impl = impl
+        self.scratch_pool: Optional[ScratchPool] = None  # set by the owning model (see new_scratch_pool)
 
     def forward(self, features: Sequence[Tensor], strides: Sequence[int], level: int, positions: Tensor) -> Tensor:
         """
@@ -306,5 +336,15 @@ class PyramidDeformConv(nn.Module):
         outputs = []
         for other in pyramid_levels(level, len(features)):
             scale = strides[level] / strides[other]  # index on `other` = index on `level` * scale
-            outputs.append(deform_conv3x3(features[other], positions * scale, self.weight, impl=self.impl))
+            outputs.append(
+                deform_conv3x3(features[other], positions * scale, self.weight, impl=self.impl, scratch_pool=self.scratch_pool)
+            )
         return torch.cat(outputs, dim=1)
+
+
+def use_scratch_pool(module: nn.Module, pool: Optional[ScratchPool]) -> None:
+    """Let every deformable conv inside ``module`` keep its "fused" taps in ``pool`` (one pool per
+    model: its buffers are freed with the model)."""
+    for child in module.modules():
+        if isinstance(child, (ModulatedDeformConv, PyramidDeformConv)):
+            child.scratch_pool = pool

@@ -26,6 +26,10 @@ class ScratchPool:
         self._free: List[Tensor] = []
         self._lock = threading.Lock()
 
+    def __reduce__(self):
+        # A copy (deepcopy, pickle) is a new empty pool with the same cap: buffers and lock stay here.
+        return (ScratchPool, (self.max_free_bytes,))
+
     @property
     def free_bytes(self) -> int:
         return sum(buffer.nbytes for buffer in self._free)
