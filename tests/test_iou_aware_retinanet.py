@@ -90,7 +90,19 @@ def test_detection_confidence_matches_hand_computed_values():
     assert detection_confidence(p, iou, 0.5, mode="product").tolist()[0] == pytest.approx([0.5184, 0.2025])
 
 
-def test_alpha_one_reproduces_stock_retinanet_detections(repo_root):
+def test_alpha_one_reproduces_stock_retinanet_detections(repo_root, monkeypatch):
+    """Alpha 1 ranks by p alone. Every dense head here decodes through one path that clips the
+    boxes to the image before NMS; stock RetinaNet clips only after NMS, so the reference is stock
+    RetinaNet with its NMS run on clipped boxes (96 x 96 px images)."""
+    from detectron2.layers import batched_nms
+    from detectron2.modeling.meta_arch import retinanet
+
+    def nms_on_clipped_boxes(boxes, scores, idxs, threshold):
+        clipped = Boxes(boxes.clone())
+        clipped.clip((96, 96))
+        return batched_nms(clipped.tensor, scores, idxs, threshold)
+
+    monkeypatch.setattr(retinanet, "batched_nms", nms_on_clipped_boxes)
     overrides = {"MODEL.RETINANET.SCORE_THRESH_TEST": 0.02, "MODEL.IOU_AWARE.SCORE_ALPHA": 1.0}
     torch.manual_seed(0)
     stock = build_model(_cfg(repo_root, meta_arch="RetinaNet", **overrides)).eval()
@@ -106,6 +118,7 @@ def test_alpha_one_reproduces_stock_retinanet_detections(repo_root):
     for e, g in zip(expected, got):
         e, g = e["instances"], g["instances"]
         assert len(e) > 10
+        assert (e.pred_boxes.tensor == 0).any()  # some boxes were clipped
         assert torch.equal(e.pred_boxes.tensor, g.pred_boxes.tensor)
         assert torch.equal(e.scores, g.scores)
         assert torch.equal(e.pred_classes, g.pred_classes)
@@ -135,21 +148,26 @@ def test_images_without_ground_truth_train_with_finite_losses(repo_root):
     total.backward()
 
 
-def test_upper_bound_mode_ranks_by_the_true_iou_with_the_best_gt(repo_root):
-    cfg = _cfg(
-        repo_root,
-        **{"MODEL.IOU_AWARE.TEST_IOU_SOURCE": "ground_truth", "MODEL.RETINANET.SCORE_THRESH_TEST": 0.0},
-    )
+def test_upper_bound_analysis_ranks_by_the_true_iou_with_the_best_gt(repo_root):
+    from iou_aware.evaluation import GroundTruthIoUModel
+
+    cfg = _cfg(repo_root, **{"MODEL.RETINANET.SCORE_THRESH_TEST": 0.0})
     model = build_model(cfg).eval()
     inputs = _inputs(num_images=1)
     with torch.no_grad():
-        detections = model(inputs)[0]["instances"]
+        predicted = model(inputs)[0]["instances"]
+        detections = GroundTruthIoUModel(model)(inputs)[0]["instances"]
+    assert not model.training and not torch.allclose(predicted.pred_ious[:5], detections.pred_ious[:5])
     gt = inputs[0]["instances"].gt_boxes.tensor
     true_iou = box_iou(detections.pred_boxes.tensor, gt).max(dim=1).values
     assert len(detections) > 0
     assert torch.allclose(detections.pred_ious, true_iou, atol=1e-5)
     expected = (detections.cls_scores * detections.pred_ious).sqrt()
     assert torch.allclose(detections.scores, expected, atol=1e-6)
+    with pytest.raises(TypeError, match="needs an IoUAwareRetinaNet"):
+        GroundTruthIoUModel(build_model(_cfg(repo_root, meta_arch="RetinaNet")))
+    with pytest.raises(ValueError, match="build_annotated_test_mapper"):
+        GroundTruthIoUModel(model)([{"image": inputs[0]["image"]}])
 
 
 def test_bad_settings_fail_naming_the_config_key(repo_root):

@@ -16,13 +16,15 @@ import os
 from collections import OrderedDict
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import build_detection_test_loader
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 from iou_aware.model_zoo import load_config
-from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.data import add_register_coco_argument, build_annotated_test_mapper, register_coco_datasets
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import (
+    GroundTruthIoUModel,
     LocalizationQualityEvaluator,
     build_coco_evaluator,
     plot_ap_vs_iou_threshold,
@@ -34,14 +36,15 @@ def _setup(args):
     return load_config(args.config_file, args.opts)
 
 
-def _evaluate(cfg, model, dataset, output_dir, with_localization):
+def _evaluate(cfg, model, dataset, output_dir, with_localization, loader=None):
     """COCO AP (and the localization evaluator if asked) of ``model`` on ``dataset``."""
     coco = build_coco_evaluator(cfg, dataset, output_dir)
     evaluators = [coco]
     localization = LocalizationQualityEvaluator(dataset) if with_localization else None
     if localization is not None:
         evaluators.append(localization)
-    results = inference_on_dataset(model, Trainer.build_test_loader(cfg, dataset), DatasetEvaluators(evaluators))
+    loader = loader if loader is not None else Trainer.build_test_loader(cfg, dataset)
+    results = inference_on_dataset(model, loader, DatasetEvaluators(evaluators))
     return results, localization
 
 
@@ -78,8 +81,12 @@ def main(argv=None):
     sweep = [float(a) for a in args.alpha_sweep.split(",") if a.strip()]
     if sweep and getattr(getattr(model, "head", None), "iou_pred", None) is None:
         raise SystemExit("--alpha-sweep needs a model with the IoU branch (IoUAwareRetinaNet, or MODEL.IOU_AWARE.ENABLED)")
-    if args.upper_bound and not hasattr(model, "test_iou_source"):
-        raise SystemExit("--upper-bound needs MODEL.META_ARCHITECTURE: IoUAwareRetinaNet")
+    upper_bound_model = None
+    if args.upper_bound:
+        try:
+            upper_bound_model = GroundTruthIoUModel(model)
+        except TypeError as e:
+            raise SystemExit(f"--upper-bound: {e}")
     if sweep:
         report["alpha_sweep"] = OrderedDict()
         for alpha in sweep:
@@ -88,13 +95,8 @@ def main(argv=None):
             report["alpha_sweep"][str(alpha)] = sweep_results["bbox"]
         model.score_alpha = cfg.MODEL.IOU_AWARE.SCORE_ALPHA
     if args.upper_bound:
-        upper_cfg = cfg.clone()
-        upper_cfg.defrost()
-        upper_cfg.MODEL.IOU_AWARE.TEST_IOU_SOURCE = "ground_truth"
-        upper_cfg.freeze()
-        model.test_iou_source = "ground_truth"
-        upper_results, _ = _evaluate(upper_cfg, model, dataset, None, False)
-        model.test_iou_source = "predicted"
+        annotated = build_detection_test_loader(cfg, dataset, mapper=build_annotated_test_mapper(cfg))
+        upper_results, _ = _evaluate(cfg, upper_bound_model, dataset, None, False, loader=annotated)
         report["upper_bound"] = upper_results["bbox"]
         curves["upper bound (true IoU)"] = upper_results["bbox"]
     plot_ap_vs_iou_threshold(curves, os.path.join(args.output, "ap_vs_iou_threshold.png"))

@@ -47,9 +47,6 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.IOU_AWARE.SCORE_ALPHA = 0.5
     # "power" (S above) or "product" (S = p * IoU).
     cfg.MODEL.IOU_AWARE.SCORE_MODE = "power"
-    # "predicted", or "ground_truth": the paper's upper bound, where each box's IoU with its
-    # best-matching GT replaces the prediction at test time (the test loader keeps annotations).
-    cfg.MODEL.IOU_AWARE.TEST_IOU_SOURCE = "predicted"
 
     # Generalized Focal Loss (MODEL.META_ARCHITECTURE: "GFL" for V1, "GFLV2" for V2 = V1 + DGQP).
     cfg.MODEL.GFL = CN()

@@ -1,5 +1,6 @@
 """Evaluation on top of Detectron2's COCOEvaluator, and localization-quality analysis."""
 from .coco import AP_IOU_THRESHOLDS, ThresholdedCOCOEvaluator, build_coco_evaluator, coco_tasks_for
+from .iou_upper_bound import GroundTruthIoUModel, ground_truth_ious
 from .localization_quality import (
     LocalizationQualityEvaluator,
     pearson_correlation,

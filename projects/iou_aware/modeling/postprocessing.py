@@ -1,14 +1,52 @@
-"""Inference steps shared by the dense heads: candidate selection (score threshold, then top-k) per
-level, the merge of the levels with class-wise NMS, and polygons filled into masks."""
-from typing import List, Tuple
+"""Inference shared by every dense head, one path for all: per level, candidate selection (score
+threshold, then top-k) and decoding; then the levels merged, boxes clipped to the image, class-wise
+NMS and the detection cap (:func:`decode_dense_detections`). Also polygons filled into masks."""
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.layers import batched_nms
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
-__all__ = ["select_topk_candidates", "merge_levels_with_nms", "rasterize_polygons"]
+__all__ = ["decode_dense_detections", "select_topk_candidates", "merge_levels_with_nms", "rasterize_polygons"]
+
+# (level, location indices (M,), class indices (M,)) -> {"pred_boxes": (M, 4) XYXY px, other fields (M, ...)}
+DecodeFn = Callable[[int, torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]]
+
+
+def decode_dense_detections(
+    level_scores: Sequence[torch.Tensor],
+    decode: DecodeFn,
+    image_size: Tuple[int, int],
+    *,
+    score_thresh: float,
+    topk: int,
+    nms_thresh: float,
+    max_detections: int,
+) -> Instances:
+    """The detections of one image from a dense head's per-level scores.
+
+    Per level: the (location, class) pairs scoring above ``score_thresh``, at most ``topk`` of
+    them (:func:`select_topk_candidates`), decoded by ``decode``; then all levels merged, boxes
+    clipped to the image, class-wise NMS at ``nms_thresh`` and the ``max_detections`` best kept
+    (:func:`merge_levels_with_nms`).
+
+    Args:
+        level_scores: per level (Ri, K) detection scores of Ri locations / anchors and K classes.
+        decode: ``decode(level, location_idxs, class_idxs)`` -> dict with "pred_boxes" (M, 4)
+            XYXY px and any other per-detection fields (M, ...), e.g. "pred_keypoints".
+        image_size: (height, width) of the network's input image.
+    Returns:
+        Instances with pred_boxes, scores, pred_classes and the decoded fields, best first.
+    """
+    per_level = []
+    for level, scores in enumerate(level_scores):
+        kept_scores, location_idxs, class_idxs = select_topk_candidates(scores, score_thresh, topk)
+        fields = dict(decode(level, location_idxs, class_idxs))
+        boxes = Boxes(fields.pop("pred_boxes"))
+        per_level.append(Instances(image_size, pred_boxes=boxes, scores=kept_scores, pred_classes=class_idxs, **fields))
+    return merge_levels_with_nms(per_level, image_size, nms_thresh, max_detections)
 
 
 def select_topk_candidates(

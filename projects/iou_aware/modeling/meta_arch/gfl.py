@@ -30,11 +30,12 @@ from ...layers import (
     quality_focal_loss,
     quality_focal_loss_from_probs,
 )
-from ...utils import reduce_mean
+from ...utils import check_choice, reduce_mean
 from ..assigners import ATSSAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
-from ..postprocessing import merge_levels_with_nms, select_topk_candidates
+from ..dense_predictions import transpose_dense_predictions
+from ..postprocessing import decode_dense_detections
 from ..requirements import ModelRequirements
 
 __all__ = ["GFL", "GFLV2", "GFLHead", "DistributionGuidedQualityPredictor"]
@@ -198,8 +199,7 @@ class GFL(DenseDetector):
             Other arguments: as Detectron2's RetinaNet.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
-        if box_loss_type not in BOX_IOU_LOSS_KINDS:
-            raise ValueError(f"MODEL.GFL.BOX_LOSS_TYPE = {box_loss_type!r}; use one of {BOX_IOU_LOSS_KINDS}")
+        check_choice("MODEL.GFL.BOX_LOSS_TYPE", box_loss_type, BOX_IOU_LOSS_KINDS)
         self.anchor_generator = anchor_generator
         self.assigner = assigner
         self.num_classes = num_classes
@@ -265,7 +265,7 @@ class GFL(DenseDetector):
                 names.append(name)
                 dims.append(1)
         outputs = dict.fromkeys(["quality", "iou_logits"])
-        outputs.update(zip(names, self._transpose_dense_predictions(predictions, dims)))
+        outputs.update(zip(names, transpose_dense_predictions(predictions, dims)))
         return outputs
 
     def forward_training(self, images, features, predictions, gt_instances):
@@ -361,24 +361,30 @@ class GFL(DenseDetector):
         strides = self.anchor_generator.strides
         results = []
         for img_idx, image_size in enumerate(images.image_sizes):
-            per_level = []
-            for level, anchors_i in enumerate(anchors):
+            level_scores = []
+            for level in range(len(anchors)):
                 scores = pred["logits"][level][img_idx].sigmoid()
                 if pred["quality"] is not None:
                     scores = scores * pred["quality"][level][img_idx]
                 if pred["iou_logits"] is not None:
                     iou_probs = pred["iou_logits"][level][img_idx, :, 0].sigmoid()
                     scores = detection_confidence(scores, iou_probs, self.score_alpha, self.score_mode)
-                scores, point_idxs, class_idxs = select_topk_candidates(
-                    scores, self.test_score_thresh, self.test_topk_candidates
-                )
+                level_scores.append(scores)
+
+            def decode(level: int, point_idxs: Tensor, class_idxs: Tensor, img_idx=img_idx) -> Dict[str, Tensor]:
                 distances = integral_distance(pred["box_logits"][level][img_idx][point_idxs]) * strides[level]
-                boxes = distances_to_boxes(anchors_i.get_centers()[point_idxs], distances)
-                per_level.append(
-                    Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
-                )
+                return {"pred_boxes": distances_to_boxes(anchors[level].get_centers()[point_idxs], distances)}
+
             results.append(
-                merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
+                decode_dense_detections(
+                    level_scores,
+                    decode,
+                    image_size,
+                    score_thresh=self.test_score_thresh,
+                    topk=self.test_topk_candidates,
+                    nms_thresh=self.test_nms_thresh,
+                    max_detections=self.max_detections_per_image,
+                )
             )
         return results
 

@@ -2,33 +2,30 @@
 
 Training adds L_IoU = BCE(iou_logit, IoU(decoded box, GT)) over positives, normalized like the
 other RetinaNet losses. Inference ranks by S = p^alpha * IoU^(1 - alpha): S drives the score
-threshold, the per-level top-k, NMS and the final top-100.
+threshold, the per-level top-k, NMS and the final top-100. The paper's upper bound (the true IoU
+in place of the prediction) is an analysis, :mod:`iou_aware.evaluation.iou_upper_bound`, that
+calls :meth:`IoUAwareRetinaNet.inference_single_image` with other IoUs.
 """
-import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import batched_nms, cat
+from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
-from ...layers import pairwise_box_iou
+from ...utils import check_choice
 from ..box_regression import box_iou_loss_options, box_regression_loss, check_box_reg_loss_type
+from ..dense_predictions import ema_update, transpose_dense_predictions
 from ..iou_branch import SCORE_MODES, IoUPredictor, detection_confidence, iou_prediction_loss
-from ..postprocessing import select_topk_candidates
+from ..postprocessing import decode_dense_detections
 
-__all__ = ["IoUAwareRetinaNet", "IoUAwareRetinaNetHead", "TEST_IOU_SOURCES"]
-
-logger = logging.getLogger(__name__)
-
-TEST_IOU_SOURCES = ("predicted", "ground_truth")
+__all__ = ["IoUAwareRetinaNet", "IoUAwareRetinaNetHead"]
 
 
 class IoUAwareRetinaNetHead(RetinaNetHead):
@@ -71,7 +68,6 @@ class IoUAwareRetinaNet(RetinaNet):
         detach_iou_target: bool = False,
         score_alpha: float = 0.5,
         score_mode: str = "power",
-        test_iou_source: str = "predicted",
         iou_loss_options: Optional[Dict[str, float]] = None,
         **kwargs,
     ):
@@ -81,9 +77,6 @@ class IoUAwareRetinaNet(RetinaNet):
             detach_iou_target: stop L_IoU's gradient into the box regression through its target.
             score_alpha: alpha of S = p^alpha * IoU^(1 - alpha), in [0, 1].
             score_mode: "power" (S above) or "product" (p * IoU).
-            test_iou_source: "predicted", or "ground_truth" for the paper's upper bound: the IoU
-                of each box with its best-matching GT replaces the prediction (test inputs must
-                then carry "instances").
             iou_loss_options: focal coefficients of the IoU-family box losses.
             kwargs: see :class:`RetinaNet`.
         """
@@ -91,17 +84,11 @@ class IoUAwareRetinaNet(RetinaNet):
         check_box_reg_loss_type(self.box_reg_loss_type, "MODEL.RETINANET.BBOX_REG_LOSS_TYPE")
         if not 0.0 <= score_alpha <= 1.0:
             raise ValueError(f"MODEL.IOU_AWARE.SCORE_ALPHA must be in [0, 1], got {score_alpha}")
-        if score_mode not in SCORE_MODES:
-            raise ValueError(f"MODEL.IOU_AWARE.SCORE_MODE must be one of {SCORE_MODES}, got {score_mode!r}")
-        if test_iou_source not in TEST_IOU_SOURCES:
-            raise ValueError(
-                f"MODEL.IOU_AWARE.TEST_IOU_SOURCE must be one of {TEST_IOU_SOURCES}, got {test_iou_source!r}"
-            )
+        check_choice("MODEL.IOU_AWARE.SCORE_MODE", score_mode, SCORE_MODES)
         self.iou_loss_weight = iou_loss_weight
         self.detach_iou_target = detach_iou_target
         self.score_alpha = score_alpha
         self.score_mode = score_mode
-        self.test_iou_source = test_iou_source
         self.iou_loss_options = dict(iou_loss_options or {})
 
     @classmethod
@@ -115,13 +102,13 @@ class IoUAwareRetinaNet(RetinaNet):
             detach_iou_target=node.DETACH_TARGET,
             score_alpha=node.SCORE_ALPHA,
             score_mode=node.SCORE_MODE,
-            test_iou_source=node.TEST_IOU_SOURCE,
             iou_loss_options=box_iou_loss_options(cfg),
         )
         return ret
 
     def _transpose(self, predictions):
-        return self._transpose_dense_predictions(predictions, [self.num_classes, 4, 1])
+        """Head outputs -> per level (N, Ri, K) class logits, (N, Ri, 4) deltas, (N, Ri, 1) IoU logits."""
+        return transpose_dense_predictions(predictions, [self.num_classes, 4, 1])
 
     def forward_training(self, images, features, predictions, gt_instances):
         pred_logits, pred_deltas, pred_iou_logits = self._transpose(predictions)
@@ -146,7 +133,7 @@ class IoUAwareRetinaNet(RetinaNet):
         pos_mask = valid_mask & (gt_labels != self.num_classes)
         num_pos_anchors = pos_mask.sum().item()
         get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
+        normalizer = ema_update(self, "loss_normalizer", max(num_pos_anchors, 1), 100)
 
         # The last one-hot column is background: no target for it.
         cls_target = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
@@ -185,62 +172,16 @@ class IoUAwareRetinaNet(RetinaNet):
             "loss_iou": self.iou_loss_weight * loss_iou / normalizer,
         }
 
-    def forward(self, batched_inputs):
-        if self.training or self.test_iou_source == "predicted":
-            return super().forward(batched_inputs)
-        # Upper-bound evaluation: as DenseDetector.forward at inference, plus the GT instances.
-        if "instances" not in batched_inputs[0]:
-            raise ValueError(
-                "MODEL.IOU_AWARE.TEST_IOU_SOURCE='ground_truth' needs test inputs with 'instances'; "
-                "iou_aware's Trainer builds such a test loader for this setting"
-            )
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        features = [features[f] for f in self.head_in_features]
-        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-        results = self.forward_inference(images, features, self.head(features), gt_instances)
-        processed = []
-        for result, inputs, image_size in zip(results, batched_inputs, images.image_sizes):
-            height = inputs.get("height", image_size[0])
-            width = inputs.get("width", image_size[1])
-            processed.append({"instances": detector_postprocess(result, height, width)})
-        return processed
-
-    def forward_inference(
-        self,
-        images: ImageList,
-        features: List[Tensor],
-        predictions: List[List[Tensor]],
-        gt_instances: Optional[List[Instances]] = None,
-    ) -> List[Instances]:
+    def forward_inference(self, images: ImageList, features: List[Tensor], predictions: List[List[Tensor]]):
         pred_logits, pred_deltas, pred_iou_logits = self._transpose(predictions)
         anchors = self.anchor_generator(features)
         results = []
         for img_idx, image_size in enumerate(images.image_sizes):
             cls_probs = [x[img_idx].sigmoid() for x in pred_logits]
             deltas = [x[img_idx] for x in pred_deltas]
-            if gt_instances is None:
-                iou_probs = [x[img_idx, :, 0].sigmoid() for x in pred_iou_logits]
-            else:
-                gt_boxes = gt_instances[img_idx].gt_boxes.tensor
-                iou_probs = self._ground_truth_ious(anchors, deltas, gt_boxes, image_size)
+            iou_probs = [x[img_idx, :, 0].sigmoid() for x in pred_iou_logits]
             results.append(self.inference_single_image(anchors, cls_probs, deltas, image_size, iou_probs))
         return results
-
-    def _ground_truth_ious(
-        self, anchors: List[Boxes], deltas: List[Tensor], gt_boxes: Tensor, image_size: Tuple[int, int]
-    ) -> List[Tensor]:
-        """Per level (Ri,): IoU of each anchor's decoded box, clipped to the image as the output
-        box will be, with its best-matching GT (0 if the image has none)."""
-        ious = []
-        for anchors_i, deltas_i in zip(anchors, deltas):
-            if len(gt_boxes) == 0:
-                ious.append(deltas_i.new_zeros(len(deltas_i)))
-                continue
-            boxes = Boxes(self.box2box_transform.apply_deltas(deltas_i, anchors_i.tensor))
-            boxes.clip(image_size)
-            ious.append(pairwise_box_iou(boxes.tensor, gt_boxes).max(dim=1).values)
-        return ious
 
     def inference_single_image(
         self,
@@ -253,31 +194,29 @@ class IoUAwareRetinaNet(RetinaNet):
         """
         Args:
             anchors: per level Boxes (Ri, 4). box_cls: per level (Ri, K) probabilities p.
-            box_delta: per level (Ri, 4). iou_probs: per level (Ri,) IoU estimates.
+            box_delta: per level (Ri, 4). iou_probs: per level (Ri,) IoU estimates (the
+                predicted ones, or others for an analysis).
         Returns:
             Instances with pred_boxes, scores (S), pred_classes, cls_scores (p), pred_ious.
         """
         if iou_probs is None:
             raise ValueError("IoUAwareRetinaNet.inference_single_image needs iou_probs")
-        per_level = [
-            self._decode_level(*level, image_size) for level in zip(anchors, box_cls, iou_probs, box_delta)
-        ]
-        pred = Instances.cat(per_level)
-        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
-        return pred[keep[: self.max_detections_per_image]]
 
-    def _decode_level(self, anchors: Boxes, cls_probs, iou_probs, deltas, image_size) -> Instances:
-        """Score threshold and top-k on S, then decode boxes, for one level (as RetinaNet does on p)."""
-        scores = detection_confidence(cls_probs, iou_probs, self.score_alpha, self.score_mode)
-        scores, anchor_idxs, class_idxs = select_topk_candidates(
-            scores, self.test_score_thresh, self.test_topk_candidates
-        )
-        boxes = self.box2box_transform.apply_deltas(deltas[anchor_idxs], anchors.tensor[anchor_idxs])
-        return Instances(
+        def decode(level: int, anchor_idxs: Tensor, class_idxs: Tensor) -> Dict[str, Tensor]:
+            boxes = self.box2box_transform.apply_deltas(box_delta[level][anchor_idxs], anchors[level].tensor[anchor_idxs])
+            return {
+                "pred_boxes": boxes,
+                "cls_scores": box_cls[level][anchor_idxs, class_idxs],
+                "pred_ious": iou_probs[level][anchor_idxs],
+            }
+
+        scores = [detection_confidence(p, iou, self.score_alpha, self.score_mode) for p, iou in zip(box_cls, iou_probs)]
+        return decode_dense_detections(
+            scores,
+            decode,
             image_size,
-            pred_boxes=Boxes(boxes),
-            scores=scores,
-            pred_classes=class_idxs,
-            cls_scores=cls_probs[anchor_idxs, class_idxs],
-            pred_ious=iou_probs[anchor_idxs],
+            score_thresh=self.test_score_thresh,
+            topk=self.test_topk_candidates,
+            nms_thresh=self.test_nms_thresh,
+            max_detections=self.max_detections_per_image,
         )

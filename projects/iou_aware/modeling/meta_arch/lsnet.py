@@ -34,7 +34,8 @@ from ...utils import reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides
 from ..landmark_head import LandmarkHead
-from ..postprocessing import merge_levels_with_nms, rasterize_polygons, select_topk_candidates
+from ..dense_predictions import transpose_dense_predictions
+from ..postprocessing import decode_dense_detections, rasterize_polygons
 from ..requirements import ModelRequirements
 
 __all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
@@ -209,7 +210,7 @@ class LSNet(DenseDetector):
         and refined crosses per level (N, Ri, L, 4)."""
         sets = self.head.landmark_sets
         dims = [self.num_classes] + [4 * s.num_landmarks for s in sets.values() for _ in range(2)]
-        transposed = self._transpose_dense_predictions(predictions, dims)
+        transposed = transpose_dense_predictions(predictions, dims)
         crosses = {}
         for i, (name, landmark_set) in enumerate(sets.items()):
             init, refined = transposed[1 + 2 * i], transposed[2 + 2 * i]
@@ -432,33 +433,44 @@ class LSNet(DenseDetector):
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
         logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
+        strides = self.anchor_generator.strides
         sets = self.head.landmark_sets
         results = []
         for img_idx, image_size in enumerate(images.image_sizes):
-            per_level = []
-            for level, (anchors_i, stride) in enumerate(zip(anchors, self.anchor_generator.strides)):
-                scores, point_idxs, class_idxs = select_topk_candidates(
-                    logits[level][img_idx].sigmoid(), self.test_score_thresh, self.test_topk_candidates
-                )
-                points = anchors_i.get_centers()[point_idxs]
+
+            def decode(level: int, point_idxs: Tensor, class_idxs: Tensor, img_idx=img_idx) -> Dict[str, Tensor]:
+                points = anchors[level].get_centers()[point_idxs]
                 landmarks = {
-                    name: self.decode_landmarks(refined[level][img_idx][point_idxs], points, float(stride))
+                    name: self.decode_landmarks(refined[level][img_idx][point_idxs], points, float(strides[level]))
                     for name, (_, refined) in crosses.items()
                 }
                 boxes = landmarks_to_boxes(landmarks[self.box_source], sets[self.box_source].cross_iou_mode)
                 # A box whose landmarks cross over (e.g. "left" right of "right": an untrained
                 # model) is output as the box spanning them rather than an empty one.
                 boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], dim=1)
-                detections = Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=class_idxs)
+                fields = {"pred_boxes": boxes}
                 if "contour" in landmarks:
-                    detections.pred_polygons = landmarks["contour"][:, :-1]
+                    fields["pred_polygons"] = landmarks["contour"][:, :-1]
                 if "keypoint" in landmarks:
-                    keypoint_scores = scores[:, None, None].expand(-1, sets["keypoint"].num_landmarks - 1, 1)
-                    detections.pred_keypoints = torch.cat([landmarks["keypoint"][:, :-1], keypoint_scores], dim=2)
-                per_level.append(detections)
-            results.append(
-                merge_levels_with_nms(per_level, image_size, self.test_nms_thresh, self.max_detections_per_image)
+                    # Each keypoint is scored with its detection's score (filled in below).
+                    fields["pred_keypoints"] = landmarks["keypoint"][:, :-1]
+                return fields
+
+            level_scores = [x[img_idx].sigmoid() for x in logits]
+            detections = decode_dense_detections(
+                level_scores,
+                decode,
+                image_size,
+                score_thresh=self.test_score_thresh,
+                topk=self.test_topk_candidates,
+                nms_thresh=self.test_nms_thresh,
+                max_detections=self.max_detections_per_image,
             )
+            if detections.has("pred_keypoints"):
+                keypoints = detections.pred_keypoints
+                keypoint_scores = detections.scores[:, None, None].expand(-1, keypoints.shape[1], 1)
+                detections.pred_keypoints = torch.cat([keypoints, keypoint_scores], dim=2)
+            results.append(detections)
         return results
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
