@@ -371,7 +371,7 @@ def test_detections_per_image_cap_keeps_the_highest_s(repo_root):
 def test_an_unknown_score_mode_is_named():
     from iou_aware.modeling.iou_branch import detection_confidence
 
-    with pytest.raises(ValueError, match=r"score mode 'sum' is not one of \('power', 'product'\)"):
+    with pytest.raises(ValueError, match=r"score mode = 'sum'; use one of \('power', 'product'\)"):
         detection_confidence(torch.ones(2, 3), torch.ones(2), 0.5, mode="sum")
 
 

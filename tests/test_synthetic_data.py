@@ -100,5 +100,5 @@ def test_registered_datasets_load_through_detectron2_with_metadata():
 
 
 def test_bad_spec_is_rejected_with_a_clear_error():
-    with pytest.raises(ValueError, match="unknown synthetic dataset kind"):
+    with pytest.raises(ValueError, match="synthetic dataset kind = .*; use one of"):
         SyntheticDatasetSpec("cats", num_images=1, seed=0)

@@ -21,6 +21,7 @@ from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
 
 from .shapes import SHAPE_CLASSES, render_shapes_image
 from .stickmen import KEYPOINT_FLIP_MAP, KEYPOINT_NAMES, SKELETON, render_stickmen_image
+from ..utils import check_choice
 
 __all__ = [
     "SyntheticDatasetSpec",
@@ -52,8 +53,7 @@ class SyntheticDatasetSpec:
     max_objects: Optional[int] = None  # None: the renderer's default
 
     def __post_init__(self):
-        if self.kind not in _RENDERERS:
-            raise ValueError(f"unknown synthetic dataset kind {self.kind!r}; use one of {sorted(_RENDERERS)}")
+        check_choice("synthetic dataset kind", self.kind, sorted(_RENDERERS))
         if self.num_images < 1 or self.height < 32 or self.width < 32:
             raise ValueError(f"synthetic dataset needs >= 1 image of >= 32x32 px, got {self}")
 

@@ -7,6 +7,7 @@ and matchers build on it.
 """
 import math
 import torch
+from ..utils.choices import check_choice
 
 __all__ = ["pairwise_box_iou", "aligned_box_iou"]
 
@@ -86,8 +87,7 @@ def _box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str, eps: float) 
     """
     The IoU-family measure of broadcastable XYXY boxes (..., 4) -> (...).
     """
-    if kind not in BOX_IOU_KINDS:
-        raise ValueError(f"Unknown IoU kind {kind!r}; expected one of {BOX_IOU_KINDS}.")
+    check_choice("IoU kind", kind, BOX_IOU_KINDS)
     # Areas of large boxes overflow half precision and lose all precision in bfloat16.
     if boxes1.dtype not in (torch.float32, torch.float64):
         boxes1 = boxes1.float()

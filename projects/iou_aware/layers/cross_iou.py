@@ -13,6 +13,7 @@ import torch
 
 from .box_geometry import aligned_box_iou
 from .reduction import check_weight_and_reduction, weighted_reduce
+from ..utils.choices import check_choice
 
 __all__ = [
     "CROSS_IOU_MODES",
@@ -153,8 +154,7 @@ def cross_iou_loss(
         Tensor[N] for reduction "none", else a scalar; float32 (float64 for float64 pred).
     """
     _check_inputs(pred, target, mode, visible, weight, reduction, num_groups)
-    if keypoint_overlap not in KEYPOINT_OVERLAPS:
-        raise ValueError(f"keypoint_overlap must be one of {KEYPOINT_OVERLAPS}, got {keypoint_overlap!r}.")
+    check_choice("keypoint_overlap", keypoint_overlap, KEYPOINT_OVERLAPS)
     if target_boxes is not None and target_boxes.shape != (pred.shape[0], 4):
         raise ValueError(f"target_boxes must have shape ({pred.shape[0]}, 4), got {tuple(target_boxes.shape)}.")
     if pred.dtype not in (torch.float32, torch.float64):
@@ -200,10 +200,7 @@ def cross_iou_loss(
 
 
 def _check_inputs(pred, target, mode, visible, weight, reduction, num_groups) -> None:
-    if mode not in CROSS_IOU_MODES:
-        raise ValueError(
-            f"Unknown cross-IoU mode {mode!r}; expected one of {CROSS_IOU_MODES}."
-        )
+    check_choice("cross-IoU mode", mode, CROSS_IOU_MODES)
     num_landmarks = pred.shape[1] if pred.dim() == 3 else -1
     wanted = f"{NUM_BOX_LANDMARKS}" if mode == "box" else "L >= 2"
     if (

@@ -32,6 +32,7 @@ from torch.autograd.function import once_differentiable
 from torchvision.ops import deform_conv2d
 
 from .scratch_pool import ScratchPool
+from ..utils.choices import check_choice
 
 # The interface of iou_aware._C this module calls (INTERFACE_VERSION in csrc/deform_gather.cpp).
 KERNEL_INTERFACE_VERSION = 1
@@ -158,7 +159,8 @@ def deform_conv3x3(
         return _deform_conv_grid_sample(feature, positions, weight, bias, mask)
     if impl == "torchvision":
         return _deform_conv_torchvision(feature, positions, weight, bias, mask)
-    raise ValueError(f"Unknown deformable conv implementation {impl!r}; use one of {DEFORM_CONV_IMPLS}.")
+    check_choice("deformable conv implementation", impl, DEFORM_CONV_IMPLS)
+    raise AssertionError(f"no implementation for {impl!r}")
 
 
 def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:

@@ -6,6 +6,7 @@ import torch
 
 from .box_geometry import aligned_box_iou
 from .reduction import check_weight_and_reduction, weighted_reduce
+from ..utils.choices import check_choice
 
 __all__ = ["BOX_IOU_LOSS_KINDS", "box_iou_loss", "focal_iou_factor"]
 
@@ -79,10 +80,7 @@ def box_iou_loss(
     Returns:
         Tensor[N] for reduction "none", else a scalar; float32 (float64 for float64 inputs).
     """
-    if kind not in BOX_IOU_LOSS_KINDS:
-        raise ValueError(
-            f"Unknown box IoU loss kind {kind!r}; expected one of {BOX_IOU_LOSS_KINDS}."
-        )
+    check_choice("box IoU loss kind", kind, BOX_IOU_LOSS_KINDS)
     check_weight_and_reduction(weight, pred.shape[0], reduction)
 
     overlap = aligned_box_iou(pred, target, kind=_OVERLAP_KIND.get(kind, kind), eps=eps)

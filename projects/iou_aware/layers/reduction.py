@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch
+from ..utils.choices import check_choice
 
 __all__ = ["REDUCTIONS", "check_weight_and_reduction", "weighted_reduce"]
 
@@ -10,8 +11,7 @@ REDUCTIONS = ("none", "sum", "mean")
 
 def check_weight_and_reduction(weight: Optional[torch.Tensor], num_samples: int, reduction: str) -> None:
     """ValueError for an unknown reduction or a weight that is not (num_samples,)."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"Unknown reduction {reduction!r}; expected one of {REDUCTIONS}.")
+    check_choice("reduction", reduction, REDUCTIONS)
     if weight is not None and tuple(weight.shape) != (num_samples,):
         raise ValueError(f"weight must have shape ({num_samples},), got {tuple(weight.shape)}.")
 

@@ -13,6 +13,7 @@ from detectron2.structures import Boxes
 from fvcore.nn import smooth_l1_loss
 
 from ..layers import BOX_IOU_LOSS_KINDS, box_iou_loss
+from ..utils import check_choice
 
 __all__ = [
     "BOX_REG_LOSS_TYPES",
@@ -29,9 +30,7 @@ BOX_REG_LOSS_TYPES = ("smooth_l1",) + tuple(BOX_IOU_LOSS_KINDS)
 
 def check_box_reg_loss_type(loss_type: str, config_key: str) -> str:
     """Fail at model construction, naming the config key, for an unknown loss type."""
-    if loss_type not in BOX_REG_LOSS_TYPES:
-        raise ValueError(f"{config_key} = {loss_type!r} is not a box regression loss; use one of {BOX_REG_LOSS_TYPES}")
-    return loss_type
+    return check_choice(config_key, loss_type, BOX_REG_LOSS_TYPES)
 
 
 def box_iou_loss_options(cfg) -> Dict[str, float]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import aligned_box_iou
+from ..utils import check_choice
 
 __all__ = ["IoUPredictor", "iou_prediction_loss", "detection_confidence", "SCORE_MODES"]
 
@@ -61,8 +62,7 @@ def detection_confidence(cls_probs: torch.Tensor, iou_probs: torch.Tensor, alpha
         (R, K) detection confidence.
     """
     iou_probs = iou_probs[:, None]
+    check_choice("score mode", mode, SCORE_MODES)
     if mode == "product":
         return cls_probs * iou_probs
-    if mode != "power":
-        raise ValueError(f"score mode {mode!r} is not one of {SCORE_MODES}")
     return cls_probs.pow(alpha) * iou_probs.pow(1.0 - alpha)

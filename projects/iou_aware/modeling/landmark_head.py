@@ -35,6 +35,7 @@ from ..layers.deformable import (
     use_scratch_pool,
 )
 from ..structures import TASK_LANDMARK_SETS, LandmarkSet, landmark_sets
+from ..utils import check_choice
 
 __all__ = [
     "INITIAL_CONV_INITS",
@@ -193,19 +194,16 @@ class LandmarkHead(nn.Module):
                 the head's own and is freed with it.
         """
         super().__init__()
-        if task not in TASK_LANDMARK_SETS:
-            raise ValueError(f"MODEL.LSNET.TASK = {task!r}; use one of {sorted(TASK_LANDMARK_SETS)}.")
+        check_choice("MODEL.LSNET.TASK", task, sorted(TASK_LANDMARK_SETS))
         if num_kernel_points != 9:
             raise ValueError(f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported.")
-        if deform_conv_impl not in DEFORM_CONV_IMPLS:
-            raise ValueError(f"MODEL.LSNET.DEFORM_CONV_IMPL = {deform_conv_impl!r}; use one of {DEFORM_CONV_IMPLS}.")
+        check_choice("MODEL.LSNET.DEFORM_CONV_IMPL", deform_conv_impl, DEFORM_CONV_IMPLS)
         if deform_conv_impl == "fused" and not fused_kernel_available():
             raise ValueError(
                 "MODEL.LSNET.DEFORM_CONV_IMPL = 'fused' needs iou_aware._C, which was not built (no C++ compiler "
                 "when the package was installed?): reinstall with `make install` and read its log, or use 'auto'."
             )
-        if initial_conv_init not in INITIAL_CONV_INITS:
-            raise ValueError(f"MODEL.LSNET.INITIAL_CONV_INIT = {initial_conv_init!r}; use one of {INITIAL_CONV_INITS}.")
+        check_choice("MODEL.LSNET.INITIAL_CONV_INIT", initial_conv_init, INITIAL_CONV_INITS)
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
             raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")

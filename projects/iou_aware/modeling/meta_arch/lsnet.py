@@ -37,6 +37,7 @@ from ..landmark_head import LandmarkHead
 from ..dense_predictions import transpose_dense_predictions
 from ..postprocessing import decode_dense_detections, rasterize_polygons
 from ..requirements import ModelRequirements
+from ...utils import check_choice
 
 __all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
 
@@ -106,14 +107,9 @@ class LSNet(DenseDetector):
             Other arguments: as Detectron2's RetinaNet.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
-        if class_loss not in CLASS_LOSSES:
-            raise ValueError(f"MODEL.LSNET.CLASS_LOSS = {class_loss!r}; use one of {CLASS_LOSSES}.")
-        if refine_assign_on not in REFINE_ASSIGN_TARGETS:
-            raise ValueError(f"MODEL.LSNET.REFINE_ASSIGN_ON = {refine_assign_on!r}; use one of {REFINE_ASSIGN_TARGETS}.")
-        if refine_loss_weighting not in REFINE_LOSS_WEIGHTINGS:
-            raise ValueError(
-                f"MODEL.LSNET.REFINE_LOSS_WEIGHTING = {refine_loss_weighting!r}; use one of {REFINE_LOSS_WEIGHTINGS}."
-            )
+        check_choice("MODEL.LSNET.CLASS_LOSS", class_loss, CLASS_LOSSES)
+        check_choice("MODEL.LSNET.REFINE_ASSIGN_ON", refine_assign_on, REFINE_ASSIGN_TARGETS)
+        check_choice("MODEL.LSNET.REFINE_LOSS_WEIGHTING", refine_loss_weighting, REFINE_LOSS_WEIGHTINGS)
         if not refine_anchor_scale > 0:
             raise ValueError(f"MODEL.LSNET.REFINE_ANCHOR_SCALE = {refine_anchor_scale}; it must be > 0.")
         missing = set(head.landmark_sets) - set(loss_weights)
