@@ -37,7 +37,7 @@ def build_annotated_test_mapper(cfg) -> DatasetMapper:
 class LandmarkDatasetMapper(DatasetMapper):
     """
     Detectron2's DatasetMapper that also gives LSNet's landmark targets, in absolute (x, y) pixels of
-    the transformed image, for each landmark set of the task (MODEL.LSNET.TASK):
+    the transformed image, for each landmark set of the task (``landmark_task``, as the model declares it):
 
     * ``gt_box_landmarks`` (G, 5, 2): [top, left, bottom, right, centre]. Task "box": the extreme
       points of the instance's polygons put on its box (:func:`extreme_points`: the box of the

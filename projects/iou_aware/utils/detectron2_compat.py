@@ -6,12 +6,30 @@ installer's fallback) and the official GitHub master (0.6 + later commits).
 Tested in ``tests/test_detectron2_compat.py`` on the installed build, and on a stand-in with the
 other build's attribute layout.
 """
+import functools
 from typing import Dict
 
 import torch.distributed as dist
 from detectron2.utils import comm
 
-__all__ = ["inner_trainer", "replace_train_loader", "last_eval_results", "set_local_process_group"]
+__all__ = [
+    "detectron2_has_compiled_ops",
+    "inner_trainer",
+    "replace_train_loader",
+    "last_eval_results",
+    "set_local_process_group",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def detectron2_has_compiled_ops() -> bool:
+    """True for a Detectron2 with its compiled ``_C`` (official build from source); False when
+    ``detectron2._C`` is the placeholder installed by ``scripts/install.sh`` (0.6 fallback), or missing."""
+    try:
+        from detectron2 import _C
+    except ImportError:
+        return False
+    return not getattr(_C, "IS_IOU_AWARE_PLACEHOLDER", False)
 
 
 def inner_trainer(trainer):
