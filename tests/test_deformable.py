@@ -279,3 +279,36 @@ def test_the_taps_pool_is_capped_by_the_environment_and_named_when_wrong(monkeyp
     monkeypatch.setenv(deformable.SCRATCH_POOL_ENV, "lots")
     with pytest.raises(ValueError, match="IOU_AWARE_SCRATCH_POOL_MB = 'lots'"):
         deformable.new_scratch_pool()
+
+
+def test_a_model_owns_its_taps_pool_capped_by_its_key_and_freed_with_it():
+    import copy
+    import gc
+    import weakref
+
+    from detectron2.modeling import build_model
+
+    from iou_aware.model_zoo import get_config
+
+    cfg = get_config("Shapes/lsnet_slim_R_FPN.yaml")
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.LSNET.NUM_CONVS", "1", "MODEL.LSNET.DEFORM_CONV_POOL_MB", "64"])
+    model = build_model(cfg)
+    pool = model.head.scratch_pool
+    assert pool.max_free_bytes == 64 * 1024**2
+    convs = [m for m in model.modules() if isinstance(m, (deformable.ModulatedDeformConv, deformable.PyramidDeformConv))]
+    assert convs and all(m.scratch_pool is pool for m in convs)
+    if fused_kernel_available():
+        features = model.backbone(torch.randn(1, 3, 64, 64))
+        outputs = model.head([features[f] for f in model.head_in_features])
+        sum(x.sum() for level in outputs for x in level).backward()
+        assert pool.free_bytes > 0  # the taps came back to the model's pool
+        del features, outputs
+    clone = copy.deepcopy(model)  # a copy gets an empty pool of its own, with the same cap
+    assert clone.head.scratch_pool is not pool and clone.head.scratch_pool.max_free_bytes == pool.max_free_bytes
+    released = weakref.ref(pool)
+    del model, convs, pool, clone
+    gc.collect()
+    assert released() is None
+
+    cfg.merge_from_list(["MODEL.LSNET.DEFORM_CONV_POOL_MB", "0"])
+    assert build_model(cfg).head.scratch_pool.max_free_bytes == 0

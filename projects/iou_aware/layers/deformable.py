@@ -260,6 +260,7 @@ class _FusedDeformConv3x3(torch.autograd.Function):
             grad_positions = grad_positions if need_positions else None
             grad_mask = grad_mask if need_mask else None
         ctx.pool.give(taps)
+        ctx.pool = None
         return grad_feature, grad_positions, grad_weight, grad_bias, grad_mask, None
 
 
