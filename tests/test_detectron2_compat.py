@@ -42,9 +42,14 @@ def test_the_next_batches_come_from_the_replacement_loader():
     assert next(runner._data_loader_iter) == ["new"]
 
 
-def test_replacing_on_masters_lazy_iterator_clears_it():
-    runner = _runner([["old"]])
-    runner._data_loader_iter_obj = iter([["old"]])  # master's layout: made at the first step
+def test_on_master_the_public_reset_data_loader_is_used():
+    class MasterRunner:  # master's SimpleTrainer: a lazy iterator and reset_data_loader(builder)
+        data_loader, _data_loader_iter_obj = [["old"]], iter([["old"]])
+
+        def reset_data_loader(self, builder):
+            self.data_loader, self._data_loader_iter_obj = builder(), None
+
+    runner = MasterRunner()
     compat.replace_train_loader(_Holder(runner), [["new"]])
     assert runner._data_loader_iter_obj is None and runner.data_loader == [["new"]]
 

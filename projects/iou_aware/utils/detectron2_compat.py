@@ -41,16 +41,15 @@ def inner_trainer(trainer):
 def replace_train_loader(trainer, data_loader) -> None:
     """Make a DefaultTrainer draw its next batches from ``data_loader`` (e.g. a resumed stream).
 
-    0.6: SimpleTrainer iterates ``_data_loader_iter``, made in its constructor. Master: it makes
-    ``_data_loader_iter_obj`` at the first step (``_data_loader_iter`` is then a property), so
-    clearing it is enough.
+    Master: the public ``SimpleTrainer.reset_data_loader``. 0.6 has none: its SimpleTrainer
+    iterates ``_data_loader_iter``, made in its constructor, which is replaced here.
     """
     runner = inner_trainer(trainer)
-    runner.data_loader = data_loader
-    if hasattr(runner, "_data_loader_iter_obj"):  # master
-        runner._data_loader_iter_obj = None
-    else:  # 0.6
-        runner._data_loader_iter = iter(data_loader)
+    if hasattr(runner, "reset_data_loader"):  # master
+        runner.reset_data_loader(lambda: data_loader)
+        return
+    runner.data_loader = data_loader  # 0.6
+    runner._data_loader_iter = iter(data_loader)
 
 
 def last_eval_results(trainer) -> Dict:
