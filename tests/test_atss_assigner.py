@@ -135,3 +135,55 @@ def test_matches_loop_reference():
         matched = ATSSAssigner(topk=5)(levels, gt_boxes)
         assert (matched >= 0).any()
         assert torch.equal(matched, loop_reference(levels, gt_boxes, topk=5))
+
+
+def test_invalid_anchors_are_never_candidates_by_hand():
+    # A 32 (w) x 24 (h) image in a 32 x 32 batch: the anchors centred at y >= 24 (level 0:
+    # 12-15; level 1: 18, 19) are padding. topk = 3.
+    # GT [0, 12, 15, 24], area 180, centre (7.5, 18).
+    #   Level 0, squared centre distances: anchor 8 (4, 20): 16.25; 9 (12, 20): 24.25;
+    #   4 (4, 12): 48.25; then 5 (12, 12): 56.25 and the padding 12 (4, 28): 112.25.
+    #   Level 1: 18 (8, 24): 36.25 (padding); 16 (8, 8): 100.25; 19 (24, 24): 308.25 (padding);
+    #   17 (24, 8): 372.25.
+    #   IoUs: anchor 8 [0, 16, 8, 24]: 64 / 180 = 0.355556; 9 [8, 16, 16, 24]: 56 / 188 =
+    #   0.297872; 4 [0, 8, 8, 16]: 32 / 212 = 0.150943; 16 [0, 0, 16, 16]: 60 / 376 = 0.159574;
+    #   18 [0, 16, 16, 32]: 120 / 316 = 0.379747; 17 and 19: 0.
+    # All anchors: candidates 8, 9, 4, 18, 16, 19; mean = 0.223949, std = 0.146072,
+    #   threshold = 0.370021: only the padding anchor 18 passes, and its centre lies on the GT's
+    #   bottom edge: no positive at all.
+    # Valid anchors only: candidates 8, 9, 4, 16, 17; mean = 0.192789, std = 0.139246,
+    #   threshold = 0.332035: anchor 8 passes, its centre 4 px inside the GT -> positive.
+    levels = two_levels()
+    centres = (torch.cat(levels)[:, :2] + torch.cat(levels)[:, 2:]) / 2
+    valid = centres[:, 1] < 24
+    assert valid.tolist() == [True] * 12 + [False] * 4 + [True, True, False, False]
+    gt_boxes = torch.tensor([[0.0, 12.0, 15.0, 24.0]])
+    assert torch.equal(ATSSAssigner(topk=3)(levels, gt_boxes), expected_assignment(20, {}))
+    assert torch.equal(ATSSAssigner(topk=3)(levels, gt_boxes, valid=valid), expected_assignment(20, {8: 0}))
+
+
+def test_a_valid_mask_is_atss_on_the_valid_anchors_alone():
+    """With ``valid``, the assignment is the one of ATSS run on the valid anchors only (the
+    reference drops the invalid anchors before assigning); all valid is no mask."""
+    levels = [point_anchors(8, 8, 4.0), point_anchors(16, 4, 4.0), point_anchors(32, 2, 4.0)]
+    anchors = torch.cat(levels)
+    level_of = torch.cat([torch.full((len(a),), i) for i, a in enumerate(levels)])
+    g = torch.Generator().manual_seed(1)
+    assigner = ATSSAssigner(topk=5)
+    for trial in range(6):
+        if trial % 2:  # the padding of a 40 x 36 image: level 2 keeps a single valid anchor
+            centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+            valid = (centres < torch.tensor([40.0, 36.0])).all(dim=1)
+            xy = torch.rand(5, 2, generator=g) * 12
+            gt_boxes = torch.cat([xy, xy + 12 + torch.rand(5, 2, generator=g) * 12], dim=1)
+        else:
+            valid = torch.rand(len(anchors), generator=g) > 0.4
+            xy = torch.rand(5, 2, generator=g) * 48
+            gt_boxes = torch.cat([xy, xy + 4 + torch.rand(5, 2, generator=g) * 40], dim=1)
+        matched = assigner(levels, gt_boxes, valid=valid)
+        alone = assigner([a[valid[level_of == i]] for i, a in enumerate(levels)], gt_boxes)
+        expected = torch.full((len(anchors),), -1, dtype=torch.int64)
+        expected[valid] = alone
+        assert (expected >= 0).any()
+        assert torch.equal(matched, expected)
+        assert torch.equal(assigner(levels, gt_boxes, valid=torch.ones_like(valid)), assigner(levels, gt_boxes))

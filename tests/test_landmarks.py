@@ -219,6 +219,45 @@ def test_mirror_symmetric_shapes_get_mirrored_landmarks_for_any_start_vertex(sha
     for start in range(0, len(mirrored), max(1, len(mirrored) // 7)):
         rolled = np.roll(mirrored, start, axis=0).reshape(-1).tolist()
         np.testing.assert_allclose(extreme_points([rolled], mirrored_box), expected, atol=1e-5)
-        # Mirror symmetry about the box's vertical axis: top and bottom sit on that axis.
+        # Mirror symmetry about the box's vertical axis: top and bottom sit on that axis, except
+        # the star's bottom: its two lower tips reach the bottom (up to rounding), and the bottom
+        # landmark is one of them, on the star, not the axis between them, off the star.
         axis_x = (mirrored_box[0] + mirrored_box[2]) / 2
-        np.testing.assert_allclose(extreme_points([rolled], mirrored_box)[[0, 2], 0], [axis_x, axis_x], atol=1e-5)
+        top, bottom = extreme_points([rolled], mirrored_box)[[0, 2], 0]
+        assert top == pytest.approx(axis_x, abs=1e-5)
+        if shape == "star":
+            tips = axis_x + np.array([-1.0, 1.0]) * 20.0 * np.sin(0.8 * np.pi)  # outer radius 20, at +-144 degrees
+            assert np.abs(tips - bottom).min() < 1e-4
+        else:
+            assert bottom == pytest.approx(axis_x, abs=1e-5)
+
+
+def test_an_extreme_shared_by_two_prongs_lands_on_one_of_them():
+    """A U (prongs x in [0, 10] and [20, 30], joined at the bottom, y in [30, 40]): the top is the
+    middle of one prong's top run, on the U, not of every vertex at the top (x = 15, the gap).
+    The prongs tie: the left-most run is taken, for any start vertex and orientation."""
+    u_shape = np.array([[0, 0], [10, 0], [10, 30], [20, 30], [20, 0], [30, 0], [30, 40], [0, 40]], dtype=np.float64)
+    mask = rasterize_polygon(u_shape, 40, 30)
+    assert mask[0, 5] and not mask[0, 15]  # the gap between the prongs
+    for start in range(len(u_shape)):
+        for order in (1, -1):
+            vertices = np.roll(u_shape[::order], start, axis=0).reshape(-1).tolist()
+            points = extreme_points([vertices])
+            # top, left, bottom, right, centre; left and right runs pass through corners.
+            np.testing.assert_allclose(points, [[5, 0], [0, 20], [15, 40], [30, 20], [15, 20]])
+            assert mask[int(points[0, 1]), int(points[0, 0])]  # the pixel below the top landmark is the U's
+            np.testing.assert_allclose(extreme_points([vertices], [0, 0, 30, 40])[0], [5, 0])
+
+    # The right prong 0.5 px higher, within the 2% band (0.81 px) of the left one: the top is the
+    # right prong's run alone; the left prong, in the band but not a neighbour, does not count.
+    raised = u_shape.copy()
+    raised[[4, 5], 1] = -0.5
+    for start in range(len(raised)):
+        np.testing.assert_allclose(extreme_points([np.roll(raised, start, axis=0).reshape(-1).tolist()])[0], [25, -0.5])
+
+    # An instance in two pieces whose tops tie: the top is on the left piece; only the right one
+    # reaches the bottom.
+    pieces = [[0, 0, 10, 0, 10, 10, 0, 10], [20, 0, 30, 0, 30, 20, 20, 20]]
+    points = extreme_points(pieces)
+    np.testing.assert_allclose(points[[0, 2]], [[5, 0], [25, 20]])
+    np.testing.assert_allclose(extreme_points(pieces[::-1])[[0, 2]], [[5, 0], [25, 20]])

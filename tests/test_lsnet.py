@@ -125,6 +125,90 @@ def test_centre_point_assigner_conflict_goes_to_the_nearest_gt():
     assert (CentrePointAssigner([8, 16, 32])(anchors, torch.zeros(0, 4)) == -1).all()
 
 
+def _grid_anchors(strides=(8, 16, 32), size=128):
+    """Per level, the points (x, y) = (column * stride, row * stride) of a size x size batch,
+    row-major, as 4 x 4 px XYXY squares; and those points concatenated (R, 2)."""
+    anchors = []
+    for s in strides:
+        ys, xs = torch.meshgrid(torch.arange(size // s) * s, torch.arange(size // s) * s, indexing="ij")
+        points = torch.stack([xs.flatten(), ys.flatten()], dim=1).float()
+        anchors.append(torch.cat([points - 2, points + 2], dim=1))
+    return anchors, torch.cat([(a[:, :2] + a[:, 2:]) / 2 for a in anchors])
+
+
+def _positives(matched):
+    """{point index: GT index} of the positives of an (R,) assignment."""
+    return {i: int(matched[i]) for i in (matched >= 0).nonzero()[:, 0].tolist()}
+
+
+def test_centre_point_assigner_takes_the_nearest_valid_point_by_hand():
+    anchors, points = _grid_anchors()
+    valid = (points < 96).all(dim=1)  # a 96 x 96 image in a 128 x 128 batch
+    gt = torch.tensor(
+        [
+            # 4 x 4 px: clamped to stride 8; centre (94, 94). In units of 4 px, (96, 96) (row 12,
+            # column 12) is 0.71 away but padding, as (88, 96) and (96, 88); next: (88, 88), 2.12.
+            [92.0, 92.0, 96.0, 96.0],
+            # 40 x 36: floor(log2(37.9 / 4)) = 3 -> stride 8; centre (40, 42) -> (40, 40), inside.
+            [20.0, 24.0, 60.0, 60.0],
+        ]
+    )
+    assigner = CentrePointAssigner([8, 16, 32], scale=4, pos_num=1)
+    assert _positives(assigner(anchors, gt)) == {12 * 16 + 12: 0, 5 * 16 + 5: 1}
+    assert _positives(assigner(anchors, gt, valid=valid)) == {11 * 16 + 11: 0, 5 * 16 + 5: 1}
+
+
+def test_centre_point_assigner_with_a_valid_mask_is_the_assigner_on_the_valid_points_alone():
+    anchors, points = _grid_anchors()
+    level_of = torch.cat([torch.full((len(a),), i) for i, a in enumerate(anchors)])
+    g = torch.Generator().manual_seed(0)
+    assigner = CentrePointAssigner([8, 16, 32], scale=4, pos_num=3)
+    for _ in range(4):
+        valid = torch.rand(len(points), generator=g) > 0.5
+        xy = torch.rand(6, 2, generator=g) * 100
+        gt = torch.cat([xy, xy + 4 + torch.rand(6, 2, generator=g) * 150], dim=1)
+        alone = assigner([a[valid[level_of == i]] for i, a in enumerate(anchors)], gt)
+        expected = torch.full((len(points),), -1, dtype=torch.int64)
+        expected[valid] = alone
+        assert (expected >= 0).sum() >= 6
+        assert torch.equal(assigner(anchors, gt, valid=valid), expected)
+
+
+def test_a_gt_whose_nearest_point_is_padding_is_assigned_the_nearest_point_inside_its_image(repo_root):
+    """A 96 x 96 image in a 128 x 128 batch: its points with x or y >= 96 are padding. Its 4 x 4 px
+    GT at (92, 92, 96, 96) goes to P3 (stride 8), where the point nearest its centre (94, 94) is
+    (96, 96), padding: its initial positive is the nearest point inside the image, (88, 88) (see
+    test_centre_point_assigner_takes_the_nearest_valid_point_by_hand). The refinement assigner
+    sees the same points inside the image."""
+    model = build_model(_cfg(repo_root))
+    inputs = _inputs(size=128)
+    boxes = torch.tensor([[92.0, 92.0, 96.0, 96.0], [20.0, 24.0, 60.0, 60.0]])
+    instances = Instances((96, 96), gt_boxes=Boxes(boxes), gt_classes=torch.tensor([1, 2]))
+    instances.gt_box_landmarks = _landmarks_of_boxes(boxes)
+    inputs[1] = {"image": inputs[1]["image"][:, :96, :96], "instances": instances, "height": 96, "width": 96}
+    refine_valid = []
+    refine_assigner = model.refine_assigner
+
+    def recording(anchors, gt_boxes, valid=None):
+        refine_valid.append(valid)
+        return refine_assigner(anchors, gt_boxes, valid=valid)
+
+    model.refine_assigner = recording
+    with torch.no_grad():
+        images = model.preprocess_image(inputs)
+        assert images.tensor.shape[-2:] == (128, 128)
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        targets = model.assign(images, features, model.head(features), [x["instances"] for x in inputs])
+    init = targets.init_matched[1]
+    # P3 is a 16 x 16 grid: (88, 88) is row 11, column 11; the second GT's (40, 40) row 5, column 5.
+    assert _positives(init) == {11 * 16 + 11: 0, 5 * 16 + 5: 1}
+    assert targets.points[11 * 16 + 11].tolist() == [88.0, 88.0] and targets.strides[11 * 16 + 11] == 8
+    assert targets.valid[1].tolist() == (targets.points < 96).all(dim=1).tolist() and targets.valid[0].all()
+    assert [v.tolist() for v in refine_valid] == [v.tolist() for v in targets.valid]
+    assert not (targets.refine_matched[1][~targets.valid[1]] >= 0).any()
+
+
 def test_decoding_crosses_to_landmarks_and_boxes_by_hand(repo_root):
     model = build_model(_cfg(repo_root))
     # Anchor point (16, 8), stride 8. Landmark vectors in strides: top (0.5, -2), left (-1.5, 0.25),

@@ -5,7 +5,8 @@ The specification (``iou_aware.modeling.meta_arch.lsnet``):
 
 * the initial stage is assigned one point per GT: the point nearest to its centre on the level of its
   size (``CentrePointAssigner``); the refinement stage and the classes by ATSS on the boxes of the
-  *initial* landmarks (``ATSSAssigner``); points in the padding of a batch are never positive;
+  *initial* landmarks (``ATSSAssigner``); both choose among the points inside each image only (those in
+  the padding of a batch are never candidates, so never positive);
 * ``loss_<set>_init`` / ``loss_<set>_refine`` = the set's (initial, refined) loss weight x the summed
   :func:`iou_aware.layers.cross_iou_loss` of that stage's crosses at that stage's positives against
   their GT's landmarks, both as vectors in units of ``POINT_BASE_SCALE * stride``, divided by the
@@ -217,8 +218,8 @@ def _model_assignment(model, inputs, predictions):
         features = model.backbone(images.tensor)
         features = [features[f] for f in model.head_in_features]
         gt_instances = [x["instances"] for x in inputs]
-        _, _, _, _, init_matched, refine_matched, valid = model.assign(images, features, predictions, gt_instances)
-    return torch.stack(init_matched), torch.stack(refine_matched), valid
+        targets = model.assign(images, features, predictions, gt_instances)
+    return torch.stack(targets.init_matched), torch.stack(targets.refine_matched), targets.valid
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -260,7 +261,8 @@ def _landmark_boxes(landmarks, mode):
 def _reference_assignment(task, inputs, predictions):
     """(init_matched, refine_matched, valid), each (N, R): the centre-point assignment on the anchor points
     (as squares of side POINT_BASE_SCALE * stride), ATSS (9 candidates per level) on the boxes of the
-    initial landmarks of the box set (the task's own set for contours), padding points never positive."""
+    initial landmarks of the box set (the task's own set for contours), both among the points inside the
+    image only."""
     points, strides = _points_and_strides()
     sizes = [h * w for h, w in FEATURE_SIZES]
     half_side = POINT_BASE_SCALE * strides[:, None] / 2
@@ -274,14 +276,12 @@ def _reference_assignment(task, inputs, predictions):
         [(points[:, 0] < x["instances"].image_size[1]) & (points[:, 1] < x["instances"].image_size[0]) for x in inputs]
     )
     init_matched, refine_matched = [], []
-    for x, boxes in zip(inputs, init_boxes):
+    for x, boxes, valid_i in zip(inputs, init_boxes, valid):
         gt_boxes = _assignment_boxes(task, x["instances"])
         centre_point = CentrePointAssigner(STRIDES, scale=POINT_BASE_SCALE, pos_num=1)  # INIT_POS_NUM 1
-        init_matched.append(centre_point(list(anchors.split(sizes)), gt_boxes))
-        refine_matched.append(ATSSAssigner(topk=9)(list(boxes.split(sizes)), gt_boxes))
-    init_matched = torch.stack(init_matched).masked_fill(~valid, -1)
-    refine_matched = torch.stack(refine_matched).masked_fill(~valid, -1)
-    return init_matched, refine_matched, valid
+        init_matched.append(centre_point(list(anchors.split(sizes)), gt_boxes, valid=valid_i))
+        refine_matched.append(ATSSAssigner(topk=9)(list(boxes.split(sizes)), gt_boxes, valid=valid_i))
+    return torch.stack(init_matched), torch.stack(refine_matched), valid
 
 
 def _normalizer(matched):

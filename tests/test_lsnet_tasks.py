@@ -209,6 +209,64 @@ def test_keypoint_inference_scores_keypoints_with_the_detection(repo_root):
     assert keypoints[:, 2].tolist() == pytest.approx([score] * 17)
 
 
+def test_keypoints_are_clamped_to_the_output_image(repo_root):
+    """One detection at (80, 48) (stride 16) of a 128 x 128 input shown at 256 x 256, with keypoints
+    left of, right of, above and below the image: at the output resolution x is clamped to
+    [0, 256] and y to [0, 256] (the output image's width and height, as the reference)."""
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG)).eval()
+    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])
+    keypoint_offsets = torch.zeros(18, 2)
+    keypoint_offsets[:5] = torch.tensor([[-6.0, 0.0], [4.0, 0.0], [0.0, -4.0], [0.0, 6.0], [2.5, 4.0]])  # strides
+    logits, sets = _one_confident_location(1, [5, 18], [box_offsets, keypoint_offsets])
+    predictions = [logits] + [crosses for set_crosses in sets for crosses in (set_crosses, set_crosses)]
+    model.head.forward = lambda features: predictions
+    with torch.no_grad():
+        (output,) = model([{"image": torch.zeros(3, 128, 128), "height": 256, "width": 256}])
+    keypoints = output["instances"].pred_keypoints
+    assert keypoints.shape == (1, 17, 3)
+    # Input x, y: (-16, 48), (144, 48), (80, -16), (80, 144), (120, 112), then (80, 48); x 2 at the output.
+    expected = [[0.0, 96.0], [256.0, 96.0], [160.0, 0.0], [160.0, 256.0], [240.0, 224.0]] + [[160.0, 96.0]] * 12
+    torch.testing.assert_close(keypoints[0, :, :2], torch.tensor(expected))
+    assert keypoints[0, :, 2].tolist() == pytest.approx([1 / (1 + math.exp(-2.0))] * 17)
+
+
+def _uniform_predictions(features, num_classes, offsets_per_set):
+    """Head outputs with logit 2 for every class and the crosses of ``offsets_per_set`` (per landmark
+    set, (L, 2) in strides) at every location, from the features with tensor ops: a trace follows
+    the features' sizes."""
+    logits, sets = [], [[] for _ in offsets_per_set]
+    for feature in features:
+        zero = feature[:, :1] * 0  # (N, 1, H, W)
+        logits.append(zero.expand(-1, num_classes, -1, -1) + 2.0)
+        for crosses, offsets in zip(sets, offsets_per_set):
+            crosses.append(zero + offsets_to_crosses(offsets[None])[0].flatten()[None, :, None, None])
+    return [logits] + [crosses for set_crosses in sets for crosses in (set_crosses, set_crosses)]
+
+
+def test_traced_keypoints_are_clamped_to_the_image_of_each_call(repo_root):
+    """Traced (as tools/export.py) on a 128 x 128 image and run on a 64 (h) x 96 (w) one: the
+    clamping bounds follow the image, they are not the traced size's."""
+    from detectron2.export import TracingAdapter
+
+    model = build_model(_cfg(repo_root, KEYPOINT_CONFIG)).eval()
+    box_offsets = torch.tensor([[0.0, -1.0], [-1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    keypoint_offsets = torch.zeros(18, 2)
+    keypoint_offsets[0], keypoint_offsets[1] = torch.tensor([-20.0, -20.0]), torch.tensor([20.0, 20.0])  # >= 160 px
+    model.head.forward = lambda features: _uniform_predictions(features, 1, [box_offsets, keypoint_offsets])
+    adapter = TracingAdapter(model, [{"image": torch.zeros(3, 128, 128)}], lambda m, x: [r["instances"] for r in m(x)])
+    with torch.no_grad():
+        traced = torch.jit.trace(adapter.eval(), (torch.zeros(3, 128, 128),), check_trace=False)
+        for height, width in ((128, 128), (64, 96)):
+            image = torch.zeros(3, height, width)
+            (instances,) = adapter.outputs_schema(traced(image))
+            (eager,) = model([{"image": image}])
+            keypoints = instances.pred_keypoints
+            assert len(instances) > 0 and keypoints.shape[1:] == (17, 3)
+            assert (keypoints[:, 0, :2] == 0).all()
+            assert (keypoints[:, 1, :2] == torch.tensor([float(width), float(height)])).all()
+            torch.testing.assert_close(keypoints, eager["instances"].pred_keypoints)
+
+
 @pytest.mark.parametrize("min_area, kept", [(4000.0, 1), (8192.0, 0)])
 def test_min_box_area_is_measured_on_the_output_image(repo_root, min_area, kept):
     """One 32 x 64 px detection on a 128 x 128 input shown at 256 x 256: 8192 px^2 there (2048 on the
@@ -325,9 +383,9 @@ def test_contour_instances_are_assigned_on_the_extent_of_their_contour(repo_root
     assign = model.init_assigner
 
     class Recording:
-        def __call__(self, anchors, boxes):
+        def __call__(self, anchors, boxes, valid=None):
             seen.append(boxes)
-            return assign(anchors, boxes)
+            return assign(anchors, boxes, valid=valid)
 
     model.init_assigner = Recording()
     with EventStorage():
@@ -351,7 +409,8 @@ def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(re
     features = [features[f] for f in model.head_in_features]
     with torch.no_grad(), EventStorage():
         predictions = model.head(features)
-        points, strides, _, crosses, matched_all, _, _ = model.assign(images, features, predictions, gt_instances)
+        targets = model.assign(images, features, predictions, gt_instances)
+        points, strides, crosses, matched_all = targets.points, targets.strides, targets.crosses, targets.init_matched
         ceiling = diagnose_lsnet._with_ground_truth_landmarks(model, predictions, points, strides, matched_all, gt_instances)
         _, ceiling_crosses = model._transpose(ceiling)
     for name, (_, refined) in ceiling_crosses.items():

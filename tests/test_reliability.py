@@ -1,6 +1,7 @@
 """Reliability of every meta-architecture: extreme data, extreme predictions, autocast, bad
 configs, missing weights, checkpoints of another architecture, unreadable images."""
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -135,12 +136,12 @@ def _share_lsnet_assignment(model, twin):
 
     def float32_assign(*args, **kwargs):
         out = type(model).assign(model, *args, **kwargs)
-        chosen.append(out[4:6])
+        chosen.append(out)
         return out
 
     def autocast_assign(*args, **kwargs):
         out = type(twin).assign(twin, *args, **kwargs)
-        return (*out[:4], *chosen[0], *out[6:])
+        return dataclasses.replace(out, init_matched=chosen[0].init_matched, refine_matched=chosen[0].refine_matched)
 
     model.assign = float32_assign
     twin.assign = autocast_assign

@@ -123,8 +123,9 @@ def diagnose(cfg, model, dataset, output_dir):
             features = [features[f] for f in model.head_in_features]
             predictions = model.head(features)
             assigned = model.assign(images, features, predictions, gt_instances)
-            points, strides, logits, crosses, init_matched, refine_matched, valid = assigned
-            for key, value in model.losses(*assigned, gt_instances).items():
+            points, strides, crosses = assigned.points, assigned.strides, assigned.crosses
+            init_matched, refine_matched = assigned.init_matched, assigned.refine_matched
+            for key, value in model.losses(assigned, gt_instances).items():
                 losses[key] += value.item()
             num_batches += 1
             for stage, matched in (("init", init_matched), ("refine", refine_matched)):

@@ -124,11 +124,42 @@ def flip_contour(points: np.ndarray, image_width: float) -> np.ndarray:
     return flipped[order]
 
 
-def _band_middle(values: np.ndarray, across: np.ndarray, extreme: float, tolerance: float) -> float:
-    """Middle of the ``across`` coordinates of the points whose ``values`` lie within
-    ``tolerance`` of ``extreme``: where a flat or nearly flat run of the outline ends."""
-    band = across[np.abs(values - extreme) <= tolerance]
-    return float(band.min() + band.max()) / 2
+def _run_middle(outlines: Sequence[np.ndarray], axis: int, extreme: float, tolerance: float) -> float:
+    """Where a flat or nearly flat extreme of the outline lies, along the other axis.
+
+    A run is a maximal sequence of vertices, consecutive along one polygon's outline (wrapping
+    around from its last vertex to its first), whose coordinate ``axis`` lies within ``tolerance``
+    of ``extreme``. Each run holding a vertex exactly at ``extreme`` is a candidate; the result is
+    the middle of the other coordinate over the candidate run with the smallest such middle (when
+    several runs reach the extreme, e.g. the two prongs of a U: the left-most one for top and
+    bottom, the top-most one for left and right), so it depends on the shape only.
+
+    Args:
+        outlines: (Ni, 2) float64 vertices of each polygon; at least one reaches ``extreme``.
+        axis: 1 for the top and bottom extremes (y), 0 for the left and right ones (x).
+        extreme: the extreme value of that coordinate over all outlines, pixels.
+        tolerance: half-width of the band around ``extreme``, pixels.
+    Returns:
+        the middle, in pixels, of the run's extent along the other axis.
+    """
+    middles = []
+    for vertices in outlines:
+        values, across = vertices[:, axis], vertices[:, 1 - axis]
+        near = np.abs(values - extreme) <= tolerance
+        at_extreme = values == extreme
+        if not at_extreme.any():
+            continue
+        labels = np.zeros(len(vertices), dtype=np.int64)
+        if not near.all():
+            # Label the runs from an out-of-band vertex on, so that a run through the closing edge
+            # (last vertex -> first) gets one label.
+            shift = int(np.argmin(near))
+            rolled = np.roll(near, -shift)
+            labels = np.roll(np.cumsum(rolled & ~np.roll(rolled, 1)), shift)
+        for label in np.unique(labels[at_extreme]):
+            run = across[near & (labels == label)]
+            middles.append((run.min() + run.max()) / 2)
+    return float(min(middles))
 
 
 def extreme_points(
@@ -138,11 +169,22 @@ def extreme_points(
 ) -> np.ndarray:
     """Box landmarks ``[top, left, bottom, right, centre]`` of one instance.
 
-    With polygons, each extreme landmark is the middle of the vertices (of all polygons) that lie
-    within ``tolerance`` x the instance's height (top, bottom) or width (left, right) of that
-    extreme, as in the reference's ``gen_coco_lsvr.py`` (ExtremeNet): a flat top gives its middle,
-    not one of its ends. The choice depends on the shape only, not on the vertex order or the
-    starting vertex, so a mirror-symmetric object gets mirrored landmarks when flipped.
+    With polygons, each extreme landmark is the middle of the run of neighbouring vertices around
+    the extreme vertex (consecutive along its polygon's outline, wrapping around) that lie within
+    ``tolerance`` x the instance's height (top, bottom) or width (left, right) of that extreme
+    (:func:`_run_middle`): a flat top gives its middle, not one of its ends, and the landmark stays
+    on that stretch of the outline; a vertex in the band elsewhere (the other prong of a U) does
+    not pull it off the object. When several runs reach the extreme exactly, the left-most (top,
+    bottom) or top-most (left, right) one is taken. The choice depends on the shape only, not on
+    the vertex order or the starting vertex, so a mirror-symmetric object gets mirrored landmarks
+    when flipped, except at such a tie.
+
+    The reference (``tools/gen_coco_lsvr.py``, from ExtremeNet) walks the same way from the first
+    extreme vertex (``np.argmin``, so ties go to the first in polygon order) to its neighbours
+    within ``0.02 x (size + 1)``, but over the vertices of all polygons concatenated (a run may
+    continue into the next polygon, and wraps around by one vertex only), and floors the middle
+    to an integer; for RLE masks it walks the foreground pixels in raster order. Here the runs stay
+    within a polygon, the band is ``tolerance x size`` and the middle is not rounded.
 
     With ``box`` (XYXY, the annotation's box), the landmarks are put on the box: the y of top and
     bottom and the x of left and right are the box's edges, the other coordinates are clipped into
@@ -168,13 +210,12 @@ def extreme_points(
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         return np.array([[cx, y0], [x0, cy], [cx, y1], [x1, cy], [cx, cy]], dtype=np.float32)
     pts = np.concatenate(vertices)
-    xs, ys = pts[:, 0], pts[:, 1]
     (vx0, vy0), (vx1, vy1) = pts.min(axis=0), pts.max(axis=0)
     tol_y, tol_x = tolerance * (vy1 - vy0), tolerance * (vx1 - vx0)
-    top = [_band_middle(ys, xs, vy0, tol_y), vy0]
-    bottom = [_band_middle(ys, xs, vy1, tol_y), vy1]
-    left = [vx0, _band_middle(xs, ys, vx0, tol_x)]
-    right = [vx1, _band_middle(xs, ys, vx1, tol_x)]
+    top = [_run_middle(vertices, 1, vy0, tol_y), vy0]
+    bottom = [_run_middle(vertices, 1, vy1, tol_y), vy1]
+    left = [vx0, _run_middle(vertices, 0, vx0, tol_x)]
+    right = [vx1, _run_middle(vertices, 0, vx1, tol_x)]
     if box is None:
         x0, y0, x1, y1 = vx0, vy0, vx1, vy1
     else:

@@ -14,6 +14,7 @@ Inference decodes the refined landmarks: boxes (from the box set, or the contour
 (the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
 score).
 """
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -39,12 +40,39 @@ from ..postprocessing import decode_dense_detections, rasterize_polygons
 from ..requirements import ModelRequirements
 from ...utils import check_choice
 
-__all__ = ["LSNet", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
+__all__ = ["LSNet", "LSNetTargets", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
 
 # MODEL.LSNET.CLASS_LOSS and MODEL.LSNET.REFINE_ASSIGN_ON; the first of each is the reference's.
 CLASS_LOSSES = ("focal", "quality_focal")
 REFINE_ASSIGN_TARGETS = ("initial_boxes", "anchors")
 REFINE_LOSS_WEIGHTINGS = ("uniform", "score")
+
+
+@dataclass(frozen=True)
+class LSNetTargets:
+    """A batch's head outputs and the positives of both stages, from :meth:`LSNet.assign` for
+    :meth:`LSNet.losses`. N images, R anchor points (all levels concatenated, fine to coarse; Ri
+    on level i), K classes, L landmarks of a set.
+
+    Attributes:
+        points: (R, 2) anchor points (x, y), pixels of the network input.
+        strides: (R,) stride of each point, pixels.
+        logits: per level (N, Ri, K) class logits.
+        crosses: for each landmark set, its (initial, refined) crosses per level (N, Ri, L, 4), in
+            strides (see :meth:`LSNet.decode_landmarks`).
+        init_matched, refine_matched: per image (R,) int64 index of the GT each point is assigned
+            to in the initial / refinement stage, -1 for none (always for points in the padding).
+        valid: (N, R) bool, the points inside their image (:meth:`LSNet.points_inside_images`),
+            the ones the class loss counts; None: all.
+    """
+
+    points: Tensor
+    strides: Tensor
+    logits: List[Tensor]
+    crosses: Dict[str, Tuple[List[Tensor], List[Tensor]]]
+    init_matched: List[Tensor]
+    refine_matched: List[Tensor]
+    valid: Optional[Tensor]
 
 
 @META_ARCH_REGISTRY.register()
@@ -228,17 +256,18 @@ class LSNet(DenseDetector):
 
     def forward_training(self, images, features, predictions, gt_instances):
         gt_instances = [self._with_landmark_targets(x) for x in gt_instances]
-        return self.losses(*self.assign(images, features, predictions, gt_instances), gt_instances)
+        return self.losses(self.assign(images, features, predictions, gt_instances), gt_instances)
 
-    def assign(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):
-        """The targets of both stages for a batch of head outputs.
+    def assign(
+        self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]
+    ) -> LSNetTargets:
+        """The targets of both stages for a batch of head outputs. Both assigners choose among the
+        points inside each image only (:meth:`points_inside_images`): a GT whose nearest point, or
+        some of whose ATSS candidates, fall in the padding of the batch gets the nearest points
+        inside its image instead, as the reference's assigners, which see the valid points only.
 
         Returns:
-            points (R, 2), strides (R,): anchor points and their strides, all levels;
-            logits, crosses: see :meth:`_transpose`;
-            init_matched, refine_matched: per image (R,) GT index of each point, -1 for none
-                (padding points are never positive);
-            valid: (N, R) bool, the points inside their image (:meth:`points_inside_images`).
+            :class:`LSNetTargets` of the batch.
         """
         logits, crosses = self._transpose(predictions)
         anchors = self.anchor_generator(features)
@@ -255,7 +284,10 @@ class LSNet(DenseDetector):
                     f"predicts {landmark_set.num_landmarks - 1}: set {key} to the dataset's count."
                 )
         assignment_boxes = [self.assignment_boxes(x) for x in gt_instances]
-        init_matched = [self.init_assigner([a.tensor for a in anchors], boxes) for boxes in assignment_boxes]
+        valid = self.points_inside_images(points, images.image_sizes)  # (N, R)
+        init_matched = [
+            self.init_assigner([a.tensor for a in anchors], boxes, valid=v) for boxes, v in zip(assignment_boxes, valid)
+        ]
         level_sizes = [len(a) for a in anchors]
         if self.refine_assign_on == "anchors":
             half_side = (self.refine_anchor_scale / 2) * strides[:, None]
@@ -264,13 +296,10 @@ class LSNet(DenseDetector):
         else:
             init_boxes = self.landmark_boxes(crosses[self.box_source][0], points, strides).detach()  # (N, R, 4)
         refine_matched = [
-            self.refine_assigner(list(boxes.split(level_sizes)), gt_boxes)
-            for boxes, gt_boxes in zip(init_boxes, assignment_boxes)
+            self.refine_assigner(list(boxes.split(level_sizes)), gt_boxes, valid=v)
+            for boxes, gt_boxes, v in zip(init_boxes, assignment_boxes, valid)
         ]
-        valid = self.points_inside_images(points, images.image_sizes)
-        init_matched = [m.masked_fill(~v, -1) for m, v in zip(init_matched, valid)]
-        refine_matched = [m.masked_fill(~v, -1) for m, v in zip(refine_matched, valid)]
-        return points, strides, logits, crosses, init_matched, refine_matched, valid
+        return LSNetTargets(points, strides, logits, crosses, init_matched, refine_matched, valid)
 
     def landmark_boxes(self, crosses: List[Tensor], points: Tensor, strides: Tensor) -> Tensor:
         """(N, R, 4) XYXY boxes in pixels of one stage's crosses of the box source (per level
@@ -298,8 +327,8 @@ class LSNet(DenseDetector):
     @staticmethod
     def points_inside_images(points: Tensor, image_sizes: List[Tuple[int, int]]) -> Tensor:
         """(N, R) bool: which anchor points (R, 2) lie inside each image's (height, width), i.e.
-        not in the padding of the batch. As the reference's valid flags, padding points are
-        neither positives nor negatives."""
+        not in the padding of the batch. As the reference's valid flags, padding points are never
+        candidates of the assigners, and neither positives nor negatives."""
         sizes = points.new_tensor([[w, h] for h, w in image_sizes])  # (N, 2)
         return (points[None] < sizes[:, None, :]).all(dim=2)
 
@@ -312,17 +341,7 @@ class LSNet(DenseDetector):
             return landmarks_to_boxes(instances.gt_contour_landmarks, "contour")
         return instances.gt_boxes.tensor
 
-    def losses(
-        self,
-        points: Tensor,
-        strides: Tensor,
-        logits: List[Tensor],
-        crosses: Dict[str, Tuple[List[Tensor], List[Tensor]]],
-        init_matched: List[Tensor],
-        refine_matched: List[Tensor],
-        valid: Optional[Tensor],
-        gt_instances: List[Instances],
-    ) -> Dict[str, Tensor]:
+    def losses(self, targets: LSNetTargets, gt_instances: List[Instances]) -> Dict[str, Tensor]:
         """
         Focal loss (or QFL, see ``class_loss``) on every point against the refinement stage's labels; for each landmark set,
         cross-IoU loss of each stage on its positives (``loss_<set>_init``, ``loss_<set>_refine``).
@@ -330,11 +349,12 @@ class LSNet(DenseDetector):
         image and averaged over workers.
 
         Args:
-            points (R, 2), strides (R,): see :func:`iou_aware.modeling.box_regression.anchor_points_and_strides`.
-            logits, crosses: see :meth:`_transpose`.
-            init_matched, refine_matched: per image (R,) GT index of each point, -1 for none.
-            valid: (N, R) bool, the points that count in the class loss (None: all).
+            targets: the head outputs and positives (:meth:`assign`); only the ``valid`` points
+                count in the class loss.
+            gt_instances: per image, the instances ``targets`` was assigned on.
         """
+        points, strides, logits, crosses = targets.points, targets.strides, targets.logits, targets.crosses
+        init_matched, refine_matched, valid = targets.init_matched, targets.refine_matched, targets.valid
         num_images = len(gt_instances)
         refine_matched_all = torch.stack(refine_matched)  # (N, R)
         gt_classes = torch.stack(
@@ -471,9 +491,10 @@ class LSNet(DenseDetector):
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
         """DenseDetector's forward; then, at the output resolution, detections with a box of at
-        most ``test_min_box_area`` px^2 are dropped, and for contours the polygons are scaled
-        like the boxes and filled into ``pred_masks`` (R, H, W) bool. A traced model
-        (TorchScript export) outputs the polygons only: the filling runs in pycocotools."""
+        most ``test_min_box_area`` px^2 are dropped, keypoints are clamped to the image
+        (:meth:`clamp_keypoints`), and for contours the polygons are scaled like the boxes and
+        filled into ``pred_masks`` (R, H, W) bool. A traced model (TorchScript export) outputs the
+        polygons only: the filling runs in pycocotools."""
         outputs = super().forward(batched_inputs)
         if self.training:
             return outputs
@@ -482,6 +503,8 @@ class LSNet(DenseDetector):
             if self.test_min_box_area > 0:
                 instances = instances[instances.pred_boxes.area() > self.test_min_box_area]
                 output["instances"] = instances
+            if instances.has("pred_keypoints"):
+                instances.pred_keypoints = self.clamp_keypoints(instances.pred_keypoints, instances.image_size)
             if "contour" not in self.head.landmark_sets:
                 continue
             in_height, in_width = inputs["image"].shape[-2:]
@@ -491,3 +514,23 @@ class LSNet(DenseDetector):
             if not torch.jit.is_tracing():
                 instances.pred_masks = rasterize_polygons(instances.pred_polygons, out_height, out_width)
         return outputs
+
+    @staticmethod
+    def clamp_keypoints(keypoints: Tensor, image_size: Union[Tuple[int, int], Tensor]) -> Tensor:
+        """Keypoints moved into the image, as the reference's test (x to [0, width], y to
+        [0, height], not width - 1 and height - 1).
+
+        Args:
+            keypoints: (R, K, 3) (x, y, score), x and y in pixels of the image.
+            image_size: (height, width) in pixels: ints, or in a trace the (2,) tensor that
+                Detectron2's ``detector_postprocess`` sets, so that the bounds stay traced rather
+                than constants of the traced size.
+        Returns:
+            (R, K, 3) tensor; the scores unchanged.
+        """
+        if isinstance(image_size, Tensor):
+            upper = image_size.flip(0).to(keypoints)
+        else:
+            upper = keypoints.new_tensor([image_size[1], image_size[0]])
+        xy = torch.minimum(keypoints[..., :2].clamp(min=0), upper)
+        return torch.cat([xy, keypoints[..., 2:]], dim=-1)
