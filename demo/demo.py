@@ -29,7 +29,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import iou_aware  # noqa: F401  (registers the models and the synthetic datasets)
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, register_user_datasets
 from iou_aware.model_zoo import resolve_config_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -134,13 +134,13 @@ def get_parser():
     parser.add_argument("--output", help="output folder (several images) or file")
     parser.add_argument("--confidence-threshold", type=float, default=0.3)
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    add_register_coco_argument(parser)
+    add_user_dataset_arguments(parser)
     return parser
 
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    register_coco_datasets(args.register_coco)
+    register_user_datasets(args)
     setup_logger(name="iou_aware")
     setup_logger(name="fvcore")
     if not args.input and not args.video_input:

@@ -54,7 +54,12 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-requirements_hash="$(cat requirements.txt scripts/install.sh setup.py projects/iou_aware/layers/csrc/* | sha256sum | cut -d' ' -f1)"
+# The patch of the Detectron2 0.6 sdist, recorded in the venv by the install it made: a changed
+# patch reinstalls that Detectron2 (an official build is never touched).
+d2_patch_hash="$(cat scripts/patch_detectron2_sdist.py scripts/detectron2_C_placeholder.py | sha256sum | cut -d' ' -f1)"
+D2_PATCH_STAMP="$VENV/.iou_aware_detectron2_patch"
+requirements_hash="$(cat requirements.txt scripts/install.sh setup.py projects/iou_aware/layers/csrc/* \
+    scripts/patch_detectron2_sdist.py scripts/detectron2_C_placeholder.py | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$requirements_hash" ]; then
     echo "[install] environment up to date ($VENV)"
     exit 0
@@ -71,8 +76,16 @@ else
     "${PIP[@]}" install -r requirements.txt
 fi
 
+install_d2=0
 if ! "$PY" -c "import detectron2" >/dev/null 2>&1; then
     echo "[install] Detectron2 not found: installing pb1-detectron2==0.6 without its C++ extension"
+    install_d2=1
+elif "$PY" -c "import detectron2._C as c; raise SystemExit(0 if getattr(c, 'IS_IOU_AWARE_PLACEHOLDER', False) else 1)" >/dev/null 2>&1 \
+    && [ "$(cat "$D2_PATCH_STAMP" 2>/dev/null)" != "$d2_patch_hash" ]; then
+    echo "[install] the pb1-detectron2==0.6 in $VENV was patched by another scripts/patch_detectron2_sdist.py: reinstalling it"
+    install_d2=1
+fi
+if [ "$install_d2" = 1 ]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     # Its setup.py imports torch, so download with the venv's pip and no build isolation.
@@ -83,7 +96,8 @@ if ! "$PY" -c "import detectron2" >/dev/null 2>&1; then
     tar -xzf "$sdist" -C "$work"
     src="$(ls -d "$work"/pb1*detectron2-0.6)"
     "$PY" "$ROOT/scripts/patch_detectron2_sdist.py" "$src"
-    "${PIP[@]}" install --no-deps --no-build-isolation "$src"
+    "${PIP[@]}" install --no-deps --no-build-isolation --force-reinstall "$src"
+    echo "$d2_patch_hash" > "$D2_PATCH_STAMP"
 fi
 
 echo "[install] installing iou_aware (editable)"

@@ -7,11 +7,45 @@ Usage: python scripts/patch_detectron2_sdist.py <unpacked sdist folder>
 2. ``detectron2/_C.py``: the placeholder that explains how to get the compiled ops.
 3. ``detectron2/export/__init__.py``: caffe2 (which torch no longer ships) imported only if present,
    as in the official master branch, so that ``TracingAdapter`` can be imported.
+4. The PASCAL VOC loader and evaluator: the NumPy aliases removed in NumPy 1.24 (``np.str``,
+   ``np.bool``) replaced by the builtins, as in the official master branch
+   (:data:`NUMPY_ALIAS_FIXES`; :func:`patch_numpy_aliases` also patches an installed copy).
 """
 
 import os
 import shutil
 import sys
+
+
+# File (relative to the folder holding the ``detectron2`` package) -> (old, new) replacements, each
+# of every occurrence (the evaluator's alias appears in a comment too).
+NUMPY_ALIAS_FIXES = {
+    "detectron2/data/datasets/pascal_voc.py": [("np.loadtxt(f, dtype=np.str)", "np.loadtxt(f, dtype=str)")],
+    "detectron2/evaluation/pascal_voc_evaluation.py": [(".astype(np.bool)", ".astype(bool)")],
+}
+
+
+def fix_numpy_aliases(text: str, relative_path: str) -> str:
+    """``text`` of the file ``relative_path`` (a key of :data:`NUMPY_ALIAS_FIXES`) with the
+    builtins in place of the removed NumPy aliases. A text already fixed is returned unchanged."""
+    for old, new in NUMPY_ALIAS_FIXES[relative_path]:
+        if old not in text and new not in text:
+            raise SystemExit(f"patch_detectron2_sdist: cannot patch {relative_path}: neither {old!r} nor {new!r} found")
+        text = text.replace(old, new)
+    return text
+
+
+def patch_numpy_aliases(root: str) -> None:
+    """Apply :func:`fix_numpy_aliases` to the files under ``root``: an unpacked sdist, or the
+    site-packages folder of an installed Detectron2 0.6."""
+    for relative_path in NUMPY_ALIAS_FIXES:
+        path = os.path.join(root, relative_path)
+        with open(path) as f:
+            text = f.read()
+        fixed = fix_numpy_aliases(text, relative_path)
+        if fixed != text:
+            with open(path, "w") as f:
+                f.write(fixed)
 
 
 def _replace_once(text: str, old: str, new: str, what: str) -> str:
@@ -51,6 +85,8 @@ def patch(src: str) -> None:
             patched.append(line)
     with open(export_init, "w") as f:
         f.write("".join(patched))
+
+    patch_numpy_aliases(src)
 
 
 if __name__ == "__main__":

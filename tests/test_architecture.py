@@ -12,12 +12,12 @@ PACKAGE = "iou_aware"
 # the packages of one layer never import each other. ``_C``, the compiled kernel, belongs to ``layers``.
 LAYER_ORDER = [
     ("utils", "config"),
+    ("model_zoo",),
     ("layers",),
     ("structures",),
     ("modeling", "data"),
     ("evaluation",),
     ("engine",),
-    ("model_zoo",),
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYER_ORDER) for name in names}
 

@@ -21,7 +21,7 @@ from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 from iou_aware.model_zoo import load_config
-from iou_aware.data import add_register_coco_argument, build_annotated_test_mapper, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, build_annotated_test_mapper, register_user_datasets
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import (
     GroundTruthIoUModel,
@@ -56,8 +56,8 @@ def main(argv=None):
     parser.add_argument("--alpha-sweep", default="", help="comma-separated alphas of S to evaluate")
     parser.add_argument("--upper-bound", action="store_true", help="also evaluate with the true IoU")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = add_register_coco_argument(parser).parse_args(argv)
-    register_coco_datasets(args.register_coco)
+    args = add_user_dataset_arguments(parser).parse_args(argv)
+    register_user_datasets(args)
     setup_logger(name="iou_aware")
     setup_logger(name="detectron2")
     cfg = _setup(args)

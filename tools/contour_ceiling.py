@@ -26,7 +26,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.logger import setup_logger
 
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import add_register_coco_argument, contour_landmarks, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, contour_landmarks, register_user_datasets
 from iou_aware.structures import mask_to_polygons
 from iou_aware.evaluation import build_coco_evaluator
 from iou_aware.modeling.postprocessing import rasterize_polygons
@@ -105,8 +105,8 @@ def main(argv=None):
     parser.add_argument("--dataset", default="shapes_val")
     parser.add_argument("--num-points", type=int, default=36, help="contour points (MODEL.LSNET.NUM_CONTOUR_POINTS)")
     parser.add_argument("--output", default=None, help="folder for results.json")
-    args = add_register_coco_argument(parser).parse_args(argv)
-    register_coco_datasets(args.register_coco)
+    args = add_user_dataset_arguments(parser).parse_args(argv)
+    register_user_datasets(args)
     setup_logger(name="iou_aware")
     setup_logger(name="detectron2")
     report = contour_ceiling(args.dataset, args.num_points, args.output)

@@ -58,7 +58,7 @@ from detectron2.structures import Instances
 
 import iou_aware  # noqa: F401  (registers the package's models and datasets)
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, register_user_datasets
 from iou_aware.model_zoo import resolve_config_file
 
 FORMATS = ("torchscript", "onnx")
@@ -82,7 +82,7 @@ def get_parser():
         help="also time N runs of the eager and the exported model on the tracing image (median ms)",
     )  # fmt: skip
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (MODEL.WEIGHTS <pth>)")
-    add_register_coco_argument(parser)
+    add_user_dataset_arguments(parser)
     return parser
 
 
@@ -276,7 +276,7 @@ def report(name: str, image: torch.Tensor, result: Dict) -> str:
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    register_coco_datasets(args.register_coco)
+    register_user_datasets(args)
     cfg = setup_cfg(args)
     meta_arch = cfg.MODEL.META_ARCHITECTURE
 

@@ -22,7 +22,7 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 import iou_aware  # noqa: F401  (registers the synthetic datasets)
-from iou_aware.data import add_register_coco_argument, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, register_user_datasets
 
 
 def predictions_to_instances(predictions, image_size, conf_threshold, category_map):
@@ -49,8 +49,8 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="folder for the PNG files")
     parser.add_argument("--conf-threshold", type=float, default=0.3)
     parser.add_argument("--num-images", type=int, default=0, help="draw only the first N images (0: all)")
-    args = add_register_coco_argument(parser).parse_args(argv)
-    register_coco_datasets(args.register_coco)
+    args = add_user_dataset_arguments(parser).parse_args(argv)
+    register_user_datasets(args)
     setup_logger(name="iou_aware")
 
     if not os.path.isfile(args.input):

@@ -21,6 +21,13 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # (the annotations, and the images whose file is missing) and logs the counts.
     cfg.DATALOADER.FILTER_INVALID_ANNOTATIONS = False
 
+    # Evaluator of each test dataset (iou_aware.evaluation.build_evaluator): "auto" follows the
+    # dataset's metadata evaluator_type as Detectron2's tools/train_net.py does ("pascal_voc":
+    # PascalVOCDetectionEvaluator, VOC AP50 and its AP over IoU 0.5:0.95; anything else:
+    # COCOEvaluator); "coco" asks for COCOEvaluator on any dataset (the COCO-style AP that the
+    # IoU-aware paper reports on PASCAL VOC); "pascal_voc" for a dataset registered as VOC.
+    cfg.TEST.EVALUATOR = "auto"
+
     # Focal coefficients of the IoU-family box losses (iou_aware.layers.box_iou_loss), used by every
     # head whose box loss type (e.g. MODEL.RETINANET.BBOX_REG_LOSS_TYPE,
     # MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE) is one of focal_iou / focal_diou / focal_ciou.

@@ -1,7 +1,11 @@
-"""A user's own COCO-format files, registered from the command line (``--register-coco NAME JSON
-IMAGE_ROOT`` of train_net.py, demo/demo.py and the tools).
+"""A user's own datasets, registered from the command line of train_net.py, demo/demo.py and the
+tools (:func:`add_user_dataset_arguments`, :func:`register_user_datasets`):
 
-Registration is Detectron2's ``register_coco_instances``; the keypoint metadata that its loader
+* ``--register-coco NAME JSON IMAGE_ROOT``: COCO-format files;
+* ``--register-voc NAME DIR SPLIT``: a PASCAL VOC-format folder (:mod:`iou_aware.data.voc`), its
+  class names given by ``--voc-classes`` or read from its XML files (sorted, and logged).
+
+COCO registration is Detectron2's ``register_coco_instances``; the keypoint metadata that its loader
 does not read is taken from the JSON's categories, so that COCOEvaluator's OKS and the Visualizer
 work without code:
 
@@ -14,6 +18,8 @@ work without code:
 """
 import argparse
 import json
+import logging
+import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -21,11 +27,18 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
+from .voc import register_voc_dataset, voc_class_names
+
 __all__ = [
     "COCO_KEYPOINT_OKS_SIGMAS",
     "add_register_coco_argument",
+    "add_register_voc_argument",
+    "add_user_dataset_arguments",
     "keypoint_metadata",
+    "parse_class_names",
     "register_coco_datasets",
+    "register_user_datasets",
+    "register_voc_datasets",
     "oks_sigmas_for",
 ]
 
@@ -50,6 +63,32 @@ def add_register_coco_argument(parser: argparse.ArgumentParser) -> argparse.Argu
         help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN / TEST",
     )
     return parser
+
+
+def add_register_voc_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--register-voc NAME DIR SPLIT`` (repeatable) and ``--voc-classes`` to ``parser``."""
+    parser.add_argument(
+        "--register-voc",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "DIR", "SPLIT"),
+        help="register split SPLIT of the PASCAL VOC-format folder DIR (Annotations/, JPEGImages/, "
+        "ImageSets/Main/SPLIT.txt) under NAME (repeatable); use NAME in DATASETS.TRAIN / TEST",
+    )
+    parser.add_argument(
+        "--voc-classes",
+        default="",
+        metavar="NAMES",
+        help="class names of the --register-voc datasets, in category-id order: comma-separated, or a "
+        "text file with one name a line (default: the sorted names found in their XML files)",
+    )
+    return parser
+
+
+def add_user_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add every user-dataset option (``--register-coco``, ``--register-voc``, ``--voc-classes``)."""
+    return add_register_voc_argument(add_register_coco_argument(parser))
 
 
 def _mirror(name: str) -> Optional[str]:
@@ -100,6 +139,47 @@ def register_coco_datasets(specs: Sequence[Sequence[str]]) -> List[str]:
         register_coco_instances(name, keypoint_metadata(categories), json_file, image_root)
         names.append(name)
     return names
+
+
+def parse_class_names(value: str) -> List[str]:
+    """Class names from ``--voc-classes``: a text file with one name a line, else comma-separated."""
+    if os.path.isfile(value):
+        with open(value) as f:
+            return [line.strip() for line in f if line.strip()]
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def register_voc_datasets(specs: Sequence[Sequence[str]], class_names: Optional[Sequence[str]] = None) -> List[str]:
+    """Register each (name, dirname, split) with :func:`iou_aware.data.voc.register_voc_dataset`.
+
+    Args:
+        class_names: in category-id order; None: the sorted object names of all XML files of the
+            folders (one list for all, so the splits agree), logged.
+    Returns:
+        the registered names.
+    """
+    if not specs:
+        return []
+    if not class_names:
+        class_names = voc_class_names(dict.fromkeys(dirname for _, dirname, _ in specs))
+        # Category ids follow from the names found: said once, as Detectron2 says an id remapping.
+        logging.getLogger(__name__).warning(
+            "--register-voc %s: %d classes read from the XML files (sorted; category ids in this order; "
+            "--voc-classes fixes them): %s",
+            ", ".join(name for name, _, _ in specs), len(class_names), ", ".join(class_names),
+        )
+    for name, dirname, split in specs:
+        register_voc_dataset(name, dirname, split, class_names)
+    return [name for name, _, _ in specs]
+
+
+def register_user_datasets(args: argparse.Namespace) -> List[str]:
+    """Register the datasets of the options of :func:`add_user_dataset_arguments` (absent options
+    count as none); returns the registered names."""
+    voc_classes = getattr(args, "voc_classes", "")
+    return register_coco_datasets(getattr(args, "register_coco", None) or []) + register_voc_datasets(
+        getattr(args, "register_voc", None) or [], parse_class_names(voc_classes) if voc_classes else None
+    )
 
 
 def oks_sigmas_for(cfg, dataset_names: Sequence[str]) -> Tuple[float, ...]:

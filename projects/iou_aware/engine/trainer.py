@@ -1,5 +1,5 @@
-"""Detectron2's DefaultTrainer, evaluating with the COCO tasks each dataset supports, and resuming
-exactly where a killed run stopped."""
+"""Detectron2's DefaultTrainer, evaluating each dataset with the evaluator its metadata names (COCO
+tasks as the dataset supports them, or PASCAL VOC), and resuming exactly where a killed run stopped."""
 import os
 import weakref
 from typing import Dict, List, Optional, Tuple
@@ -8,7 +8,7 @@ from detectron2.data import DatasetMapper, build_detection_train_loader, get_det
 from detectron2.engine import DefaultTrainer
 
 from ..data import ValidatingMapper, build_mapper, check_training_records
-from ..evaluation import build_coco_evaluator
+from ..evaluation import build_evaluator
 from ..modeling import config_value, model_requirements
 from ..utils.detectron2_compat import inner_trainer, last_eval_results, replace_train_loader
 from .optimizer import build_optimizer
@@ -25,7 +25,9 @@ def build_train_mapper(cfg) -> DatasetMapper:
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer whose evaluator is COCOEvaluator (bbox / segm / keypoints as available)."""
+    """DefaultTrainer whose evaluator is :func:`iou_aware.evaluation.build_evaluator`'s:
+    COCOEvaluator (bbox / segm / keypoints as available) or, for a PASCAL VOC dataset,
+    PascalVOCDetectionEvaluator (``TEST.EVALUATOR``)."""
 
     def __init__(self, cfg):
         # Before the model is built: every problem of the training data at once (iou_aware.data.dataset_checks).
@@ -125,7 +127,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_coco_evaluator(cfg, dataset_name, output_folder)
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     def train(self):
         """Train, then return the results of the final evaluation ({} without test datasets).

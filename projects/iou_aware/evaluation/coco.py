@@ -1,5 +1,6 @@
 """COCOEvaluator set up for whatever the dataset and the model provide, plus AP per IoU threshold."""
 import logging
+import tempfile
 from typing import Optional, Tuple
 
 import numpy as np
@@ -9,6 +10,7 @@ from detectron2.utils.logger import create_small_table
 
 from ..data.user_datasets import oks_sigmas_for
 from ..utils import detectron2_has_compiled_ops
+from .voc import is_voc_dataset, prepare_voc_coco_ground_truth
 
 __all__ = ["coco_tasks_for", "build_coco_evaluator", "ThresholdedCOCOEvaluator", "AP_IOU_THRESHOLDS"]
 
@@ -62,13 +64,18 @@ def coco_tasks_for(cfg, dataset_name: str) -> Tuple[str, ...]:
 
 
 def build_coco_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None) -> COCOEvaluator:
-    """A ThresholdedCOCOEvaluator for ``dataset_name``; synthetic datasets are generated first.
+    """A ThresholdedCOCOEvaluator for ``dataset_name``; synthetic datasets are generated first, a
+    PASCAL VOC dataset is scored with its "difficult" objects ignored
+    (:func:`iou_aware.evaluation.prepare_voc_coco_ground_truth`, in ``output_dir``, else a
+    temporary folder).
 
     Uses COCO's pure-Python evaluation when Detectron2's compiled fast path is not installed.
     Keypoint sets other than COCO's 17 are scored with :func:`iou_aware.data.oks_sigmas_for`.
     """
     if getattr(MetadataCatalog.get(dataset_name), "synthetic_spec", None) is not None:
         DatasetCatalog.get(dataset_name)  # writes the synthetic dataset's files on first use
+    if is_voc_dataset(dataset_name):
+        prepare_voc_coco_ground_truth(dataset_name, output_dir or tempfile.mkdtemp(prefix="voc_coco_ground_truth_"))
     return ThresholdedCOCOEvaluator(
         dataset_name,
         tasks=coco_tasks_for(cfg, dataset_name),
