@@ -11,12 +11,15 @@ else equal, by ``train_net.py`` in a subprocess, into OUTPUT/NAME/seedK. A run w
 ``final_metrics.json`` exists is skipped, so an interrupted sweep resumes where it stopped (a run
 killed half-way restarts from its beginning). Writes OUTPUT/results.md (per task: mean +- std and
 every seed's value of AP, AP50, AP75, APs, APm, APl, AP60..AP90, and the wall time of each run) and
-OUTPUT/ap_per_seed_<task>.png (AP per model, one point per seed).
+OUTPUT/ap_per_seed_<task>.png (AP per model, one point per seed). With ``--records DIR``, each
+finished run's record (``run_record.json``, written by ``train_net.py``) is copied to
+DIR/NAME/seedK.json, the data the results tables are generated from (``tools/results_tables.py``).
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +64,16 @@ def train_once(train_script: str, config: str, seed: int, output_dir: str, opts:
         json.dump(record, f, indent=2)
     os.replace(final + ".tmp", final)
     return record
+
+
+def copy_record(output_dir: str, records_dir: str, name: str, seed: int) -> None:
+    """Copy the run record of a finished run to ``records_dir/name/seed<seed>.json``."""
+    source = os.path.join(output_dir, "run_record.json")
+    if not os.path.isfile(source):
+        raise SystemExit(f"[seeds] {source} not found: the run was trained by a train_net.py that writes no record")
+    target = os.path.join(records_dir, name, f"seed{seed}.json")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(source, target)
 
 
 def mean_std(values: List[float]):
@@ -121,6 +134,7 @@ def main(argv=None):
     parser.add_argument("--tasks", default="bbox", help="comma-separated COCO tasks to tabulate (bbox, segm, keypoints)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides for every run")
     parser.add_argument("--train-script", default=os.path.join(REPO_ROOT, "train_net.py"))
+    parser.add_argument("--records", help="copy each finished run's run_record.json to RECORDS/NAME/seedK.json")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -145,6 +159,8 @@ def main(argv=None):
                 records[name] += [record] if record is not None else []
                 continue
             records[name].append(train_once(args.train_script, config, seed, output_dir, list(args.opts) + opts, tasks))
+            if args.records:
+                copy_record(output_dir, args.records, name, seed)
     records = {name: runs_of_model for name, runs_of_model in records.items() if runs_of_model}
     if not records:
         raise SystemExit(f"[seeds] no finished run under {args.output}")
