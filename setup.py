@@ -42,7 +42,8 @@ CMDCLASS, EXT_MODULES = cpu_extensions()
 
 # The configs travel inside the package (iou_aware/model_zoo/configs is a link to configs/ in the
 # source tree; the wheel holds the files), so an installed iou_aware finds them by iou_aware://.
-CONFIG_FILES = ["configs/*.yaml", "configs/*/*.yaml"]
+# The .py files are LazyConfigs (data, not modules of the package), common/ their shared pieces.
+CONFIG_FILES = ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]
 
 setup(
     name="iou_aware",

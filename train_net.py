@@ -6,6 +6,13 @@
     python train_net.py --config-file <cfg> --num-gpus 8 [KEY VALUE ...]
     python train_net.py --config-file <cfg> --register-coco my_train train.json images/ \
         --register-coco my_val val.json images/ DATASETS.TRAIN "('my_train',)" DATASETS.TEST "('my_val',)"
+    python train_net.py --config-file configs/PascalVOC-Detection/iou_aware_retinanet_R_50_FPN.yaml \
+        --register-voc my_train data/VOC train --register-voc my_val data/VOC val \
+        DATASETS.TRAIN "('my_train',)" DATASETS.TEST "('my_val',)" MODEL.RETINANET.NUM_CLASSES 3
+    python train_net.py --config-file configs/COCO-Detection/gfl_R_50_FPN_1x.py train.max_iter=1000
+
+A ``.py`` config is a LazyConfig, trained as Detectron2's tools/lazyconfig_train_net.py does
+(iou_aware.engine.lazy; overrides are ``key=value``, ``--eval-only`` loads train.init_checkpoint).
 
 Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls back to "cpu" and
 ``--num-gpus N`` starts N CPU processes on the gloo backend (iou_aware.engine.launch).
@@ -18,8 +25,9 @@ from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 
 from iou_aware.config import add_iou_aware_config
-from iou_aware.data import add_register_coco_argument, oks_sigmas_for, register_coco_datasets
+from iou_aware.data import add_user_dataset_arguments, oks_sigmas_for, register_user_datasets
 from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
+from iou_aware.engine import lazy
 from iou_aware.model_zoo import resolve_config_file
 
 
@@ -49,7 +57,9 @@ def setup(args):
 
 def main(args):
     """Train (or with ``--eval-only`` evaluate) and return the evaluation results dict."""
-    register_coco_datasets(getattr(args, "register_coco", []))  # in every process of a launch
+    register_user_datasets(args)  # --register-coco / --register-voc, in every process of a launch
+    if lazy.is_lazy_config(args.config_file):
+        return lazy_main(args)
     cfg = setup(args)
     resuming = args.resume and DetectionCheckpointer(None, save_dir=cfg.OUTPUT_DIR).has_checkpoint()
     if not resuming:  # before any work; with --resume the last checkpoint replaces MODEL.WEIGHTS
@@ -63,8 +73,23 @@ def main(args):
     return trainer.train()
 
 
+def lazy_main(args):
+    """``main`` for a LazyConfig: train (or with ``--eval-only`` evaluate ``train.init_checkpoint``)
+    and return the evaluation results dict."""
+    cfg = lazy.setup(args)
+    resuming = args.resume and DetectionCheckpointer(None, save_dir=cfg.train.output_dir).has_checkpoint()
+    if not resuming:
+        check_weights_file(cfg.train.init_checkpoint)
+    if args.eval_only:
+        model = lazy.build_model(cfg)
+        model = lazy.ddp_model(model)
+        EvaluationCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        return lazy.do_test(cfg, model)
+    return lazy.do_train(args, cfg)
+
+
 if __name__ == "__main__":
-    args = add_register_coco_argument(default_argument_parser()).parse_args()
+    args = add_user_dataset_arguments(default_argument_parser()).parse_args()
     print("Command Line Args:", args)
     launch(
         main,

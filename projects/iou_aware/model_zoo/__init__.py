@@ -5,13 +5,19 @@ the source tree; a wheel holds the files). Paths are relative to that folder:
 
     from iou_aware.model_zoo import get_config
     cfg = get_config("Shapes/iou_aware_retinanet_slim_R_FPN.yaml")  # or "iou_aware://Shapes/..."
+    lazy = get_config("COCO-Detection/gfl_R_50_FPN_1x.py")  # a LazyConfig (LazyConfig.load)
+
+The ``.py`` configs are LazyConfigs: ``COCO-*/*.py`` beside the yaml of the same model, sharing
+pieces in ``common/`` through relative imports.
 
 ``resolve_config_file`` is what every entry point (``train_net.py``, the demo, the tools) uses: it
 accepts ``iou_aware://<path>``, ``detectron2://<path>`` (Detectron2's own configs) and plain files.
 """
 import os
+from typing import List, Union
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode, LazyConfig, get_cfg
+from omegaconf import DictConfig
 
 from ..config import add_iou_aware_config
 
@@ -22,13 +28,18 @@ DETECTRON2_PREFIX = "detectron2://"
 _CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
-def list_configs():
-    """Every shipped model config (not the Base-* files), as paths relative to the configs folder."""
+def list_configs(lazy: bool = False) -> List[str]:
+    """Every shipped model config as a path relative to the configs folder: the yaml configs (not
+    the Base-* files), or with ``lazy`` the LazyConfig ``.py`` ones (not the pieces in common/)."""
     found = []
     for root, _, files in os.walk(_CONFIGS_DIR, followlinks=True):
         for name in files:
-            if name.endswith(".yaml") and not name.startswith("Base-"):
-                found.append(os.path.relpath(os.path.join(root, name), _CONFIGS_DIR).replace(os.sep, "/"))
+            path = os.path.relpath(os.path.join(root, name), _CONFIGS_DIR).replace(os.sep, "/")
+            if lazy:
+                if name.endswith(".py") and not path.startswith("common/"):
+                    found.append(path)
+            elif name.endswith(".yaml") and not name.startswith("Base-"):
+                found.append(path)
     return sorted(found)
 
 
@@ -39,7 +50,8 @@ def get_config_file(config_path: str) -> str:
     path = os.path.join(_CONFIGS_DIR, config_path)
     if not os.path.isfile(path):
         raise RuntimeError(
-            f"{config_path} is not a config of iou_aware (looked in {_CONFIGS_DIR}); shipped: {', '.join(list_configs())}"
+            f"{config_path} is not a config of iou_aware (looked in {_CONFIGS_DIR}); shipped: "
+            f"{', '.join(list_configs() + list_configs(lazy=True))}"
         )
     return path
 
@@ -56,9 +68,12 @@ def resolve_config_file(path: str) -> str:
     return path
 
 
-def get_config(config_path: str) -> CfgNode:
+def get_config(config_path: str) -> Union[CfgNode, DictConfig]:
     """Detectron2's defaults, this package's keys (``add_iou_aware_config``) and the shipped config
-    (``Family/name.yaml`` or ``iou_aware://Family/name.yaml``); not frozen."""
+    (``Family/name.yaml`` or ``iou_aware://Family/name.yaml``); not frozen. A ``.py`` path gives
+    the LazyConfig (``LazyConfig.load``): ``instantiate(cfg.model)`` builds the model."""
+    if config_path.endswith(".py"):
+        return LazyConfig.load(get_config_file(config_path))
     cfg = get_cfg()
     add_iou_aware_config(cfg)
     cfg.merge_from_file(get_config_file(config_path))
