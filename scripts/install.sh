@@ -40,9 +40,12 @@ if [ ! -x "$VENV/bin/python" ]; then
     if [ "$official_d2" = 1 ]; then
         "$PYTHON" -m venv --system-site-packages "$VENV"
         # The environment's own site-packages (a venv's or conda env's), which
-        # --system-site-packages does not expose when $PYTHON is itself a venv.
+        # --system-site-packages does not expose when $PYTHON is itself a venv. Added with
+        # site.addsitedir, as Python adds its own site-packages: the .pth files in them run too,
+        # so that an editable Detectron2 (pip install -e: a finder module, or an egg-link in
+        # easy-install.pth) is found as well as a regular one.
         venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-        "$PYTHON" -c 'import sysconfig; p = sysconfig.get_paths(); print("\n".join(dict.fromkeys([p["purelib"], p["platlib"]])))' \
+        "$PYTHON" -c 'import sysconfig; p = sysconfig.get_paths(); dirs = list(dict.fromkeys([p["purelib"], p["platlib"]])); print("import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs))' \
             > "$venv_site/_iou_aware_parent_environment.pth"
     else
         "$PYTHON" -m venv "$VENV"
