@@ -18,16 +18,19 @@ Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls
 ``--num-gpus N`` starts N CPU processes on the gloo backend (iou_aware.engine.launch).
 """
 import logging
+import time
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
 
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_user_dataset_arguments, oks_sigmas_for, register_user_datasets
 from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
 from iou_aware.engine import lazy
+from iou_aware.engine.run_record import build_run_record, write_run_record
 from iou_aware.model_zoo import resolve_config_file
 
 
@@ -67,10 +70,36 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        _record(args, cfg.OUTPUT_DIR, cfg.SEED, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE, results, None)
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    start = time.perf_counter()
+    results = trainer.train()
+    _record(
+        args, cfg.OUTPUT_DIR, cfg.SEED, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE, results,
+        time.perf_counter() - start,
+    )
+    return results
+
+
+def _record(args, output_dir, seed, iterations, ims_per_batch, device, results, train_time_s):
+    """Write the run record (iou_aware.engine.run_record) into the output folder, on the main process."""
+    if not comm.is_main_process():
+        return
+    record = build_run_record(
+        config_file=args.config_file,
+        overrides=args.opts,
+        seed=seed,
+        iterations=iterations,
+        ims_per_batch=ims_per_batch,
+        metrics=results,
+        train_time_s=train_time_s,
+        device=str(device),
+        eval_only=bool(args.eval_only),
+    )
+    write_run_record(output_dir, record)
 
 
 def lazy_main(args):
@@ -80,12 +109,20 @@ def lazy_main(args):
     resuming = args.resume and DetectionCheckpointer(None, save_dir=cfg.train.output_dir).has_checkpoint()
     if not resuming:
         check_weights_file(cfg.train.init_checkpoint)
+    seed = cfg.train.get("seed", -1)
+    batch = cfg.dataloader.train.get("total_batch_size", 0)
+    device = cfg.train.get("device", "cpu")
     if args.eval_only:
         model = lazy.build_model(cfg)
         model = lazy.ddp_model(model)
         EvaluationCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
-        return lazy.do_test(cfg, model)
-    return lazy.do_train(args, cfg)
+        results = lazy.do_test(cfg, model)
+        _record(args, cfg.train.output_dir, seed, cfg.train.max_iter, batch, device, results, None)
+        return results
+    start = time.perf_counter()
+    results = lazy.do_train(args, cfg)
+    _record(args, cfg.train.output_dir, seed, cfg.train.max_iter, batch, device, results, time.perf_counter() - start)
+    return results
 
 
 if __name__ == "__main__":

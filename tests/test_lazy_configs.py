@@ -4,6 +4,7 @@ train_net.py trains and evaluates a LazyConfig."""
 import ast
 import functools
 import glob
+import json
 import math
 import os
 import shutil
@@ -290,6 +291,8 @@ def test_train_net_trains_and_evaluates_a_lazy_config(tmp_path, monkeypatch):
         assert (tmp_path / "train" / name).is_file(), name
     saved = LazyConfig.load(str(tmp_path / "train" / "config.yaml"))
     assert saved.train.max_iter == 2 and saved.model.num_classes == 4
+    record = json.loads((tmp_path / "train" / "run_record.json").read_text())
+    assert record["iterations"] == 2 and record["metrics"]["bbox"]["AP"] == pytest.approx(results["bbox"]["AP"])
 
     args = _train_net_args(tmp_path / "eval", "--eval-only")
     args.opts.append(f"train.init_checkpoint={tmp_path / 'train' / 'model_final.pth'}")

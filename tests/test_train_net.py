@@ -101,6 +101,21 @@ def test_training_then_evaluation_reports_coco_ap(trained):
     assert (output_dir / "inference" / f"{data}_tiny_val" / "coco_instances_results.json").is_file()
 
 
+def test_a_run_record_holds_the_run_and_its_results(trained, repo_root):
+    import json
+    import subprocess
+
+    config, output_dir, results = trained
+    record = json.loads((output_dir / "run_record.json").read_text())
+    assert record["config"].endswith(config) and record["seed"] == 0 and record["iterations"] == 6
+    assert record["ims_per_batch"] == 2 and "SOLVER.MAX_ITER" in record["overrides"] and not record["eval_only"]
+    for task, values in results.items():  # NaN (no object of a size) is written as null
+        assert record["metrics"][task] == {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True).stdout.strip()
+    assert record["commit"] == head and isinstance(record["dirty"], bool)
+    assert record["train_time_s"] > 0 and record["machine"]["device"] == "cpu" and record["machine"]["cpu_cores"] >= 1
+
+
 def test_eval_only_with_the_checkpoint_reproduces_the_final_evaluation(trained, repo_root, tmp_path):
     config, output_dir, results = trained
     args = _args(repo_root, config, tmp_path, "--eval-only")
