@@ -182,3 +182,16 @@ def test_iou_branch_with_alpha_one_keeps_gfl_detections(repo_root):
     assert len(expected) > 0
     assert torch.equal(expected.pred_boxes.tensor, got.pred_boxes.tensor)
     assert torch.equal(expected.scores, got.scores)
+
+
+def test_dgqp_bias_init_sets_the_initial_quality():
+    """The quality starts at sigmoid(bias): 0.5 with the reference's 0; near 1 for the ablation."""
+    import math
+
+    from iou_aware.modeling.meta_arch import DistributionGuidedQualityPredictor
+
+    logits = [torch.randn(2, 4 * 17, 5, 6)]
+    for bias, expected in ((0.0, 0.5), (4.6, 1 / (1 + math.exp(-4.6)))):
+        quality = DistributionGuidedQualityPredictor(16, bias_init=bias)(logits)[0]
+        assert quality.shape == (2, 1, 5, 6)
+        torch.testing.assert_close(quality, torch.full_like(quality, expected), atol=2e-3, rtol=0)

@@ -33,7 +33,7 @@ def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(rep
     helper = os.path.join(repo_root, "tests", "helpers", "train_and_record_losses.py")  # registers the tiny sets
     argv = ["--output", str(tmp_path), "--seeds", "1", "2", "--train-script", helper,
             "--run", "retinanet", f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml", "SOLVER.BASE_LR", "0.001",
-            "--opts", *TINY]  # fmt: skip
+            "--records", str(tmp_path / "records"), "--opts", *TINY]  # fmt: skip
     records = seeds.main(argv)
     runs = records["retinanet"]
     assert [r["seed"] for r in runs] == [1, 2] and all(r["wall_time_s"] > 0 for r in runs)
@@ -41,6 +41,11 @@ def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(rep
         final = tmp_path / "retinanet" / f"seed{seed}" / "final_metrics.json"
         assert final.is_file()
         assert (tmp_path / "retinanet" / f"seed{seed}" / "config.yaml").read_text().count("BASE_LR: 0.001") == 1
+    for seed, run in zip((1, 2), runs):  # each run's record, collected for the generated tables
+        import json
+
+        collected = json.loads((tmp_path / "records" / "retinanet" / f"seed{seed}.json").read_text())
+        assert collected["seed"] == seed and collected["metrics"]["bbox"]["AP"] == pytest.approx(run["bbox"]["AP"], nan_ok=True)
     aps = [r["bbox"]["AP"] for r in runs]
     mean, std = seeds.mean_std(aps)
     text = (tmp_path / "results.md").read_text()
@@ -76,3 +81,16 @@ def test_report_only_tabulates_the_finished_runs_and_trains_nothing(repo_root, t
     assert "| **a** | 1 | 10.00 +- 0.00 | 11.00 +- 0.00 |" in text and "| **b**" not in text
     with pytest.raises(SystemExit, match="no finished run"):
         seeds.main(["--output", str(tmp_path / "empty"), "--seeds", "1", "--report-only", "--run", "a", config])
+
+
+def test_the_campaign_names_existing_configs_and_refuses_an_unknown_group(repo_root):
+    import re
+    import subprocess
+
+    script = os.path.join(repo_root, "tools", "experiments", "campaign.sh")
+    text = open(script).read()
+    configs = set(re.findall(r"\$SHAPES/([\w.]+\.yaml)", text))
+    assert configs and all(os.path.isfile(os.path.join(repo_root, "configs", "Shapes", c)) for c in configs)
+    assert all(os.path.isfile(os.path.join(repo_root, c)) for c in re.findall(r"configs/Stickmen/[\w.]+\.yaml", text))
+    result = subprocess.run(["bash", script], env={**os.environ, "CAMPAIGN_GROUPS": "nonsense"}, capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown group nonsense" in result.stderr

@@ -82,6 +82,9 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.GFL.DGQP_HIDDEN_DIM = 64
     # Ablation only: stop DGQP's gradient at the distributions (the reference does not).
     cfg.MODEL.GFL.DGQP_DETACH_INPUT = False
+    # Ablation only: initial bias of DGQP's last FC; the quality starts at sigmoid(bias): 0.5 with
+    # the reference's 0, about 0.99 with 4.6.
+    cfg.MODEL.GFL.DGQP_BIAS_INIT = 0.0
     # Inference.
     cfg.MODEL.GFL.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.GFL.TOPK_CANDIDATES_TEST = 1000

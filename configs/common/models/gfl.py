@@ -30,6 +30,7 @@ model = L(GFL)(
         dgqp_topk=4,
         dgqp_hidden_dim=64,
         dgqp_detach_input=False,
+        dgqp_bias_init=0.0,
         use_iou_branch=False,
     ),
     head_in_features=["p3", "p4", "p5", "p6", "p7"],

@@ -45,11 +45,15 @@ class DistributionGuidedQualityPredictor(nn.Module):
     """GFL V2's DGQP: the top-k probabilities of each side's distribution and their mean
     (4 sides x (k + 1) numbers) -> FC -> ReLU -> FC -> sigmoid, one quality per location."""
 
-    def __init__(self, reg_max: int, topk: int = 4, hidden_dim: int = 64, detach_input: bool = False):
+    def __init__(
+        self, reg_max: int, topk: int = 4, hidden_dim: int = 64, detach_input: bool = False, bias_init: float = 0.0
+    ):
         """
         Args:
             detach_input: stop the quality loss's gradient at the distributions (an ablation; the
                 reference does not detach, so the quality also trains the box branch).
+            bias_init: initial bias of the last FC: the quality starts at sigmoid(bias_init),
+                0.5 with the reference's 0 (an ablation: e.g. 4.6 starts it near 0.99).
         """
         super().__init__()
         self.reg_max = reg_max
@@ -60,6 +64,7 @@ class DistributionGuidedQualityPredictor(nn.Module):
         for layer in (self.fc1, self.fc2):
             nn.init.normal_(layer.weight, mean=0, std=0.01)
             nn.init.constant_(layer.bias, 0)
+        nn.init.constant_(self.fc2.bias, bias_init)
 
     def forward(self, box_logits: List[Tensor]) -> List[Tensor]:
         """Per level (N, 4 * (reg_max + 1), Hi, Wi) side-distribution logits -> per level
@@ -97,6 +102,7 @@ class GFLHead(RetinaNetHead):
         dgqp_topk: int = 4,
         dgqp_hidden_dim: int = 64,
         dgqp_detach_input: bool = False,
+        dgqp_bias_init: float = 0.0,
         use_iou_branch: bool = False,
     ):
         super().__init__(
@@ -113,7 +119,7 @@ class GFLHead(RetinaNetHead):
         nn.init.constant_(self.bbox_pred.bias, 0)
         self.scales = nn.Parameter(torch.ones(len(input_shape)))
         self.dgqp = (
-            DistributionGuidedQualityPredictor(reg_max, dgqp_topk, dgqp_hidden_dim, dgqp_detach_input)
+            DistributionGuidedQualityPredictor(reg_max, dgqp_topk, dgqp_hidden_dim, dgqp_detach_input, dgqp_bias_init)
             if use_dgqp
             else None
         )
@@ -133,6 +139,7 @@ class GFLHead(RetinaNetHead):
             "dgqp_topk": node.DGQP_TOPK,
             "dgqp_hidden_dim": node.DGQP_HIDDEN_DIM,
             "dgqp_detach_input": node.DGQP_DETACH_INPUT,
+            "dgqp_bias_init": node.DGQP_BIAS_INIT,
             "use_iou_branch": cfg.MODEL.IOU_AWARE.ENABLED,
         }
 
