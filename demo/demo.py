@@ -4,10 +4,13 @@
     python demo/demo.py --config-file configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml \
         --input 'images/*.png' --output vis/ --opts MODEL.WEIGHTS output/.../model_final.pth
     python demo/demo.py --config-file <cfg> --video-input in.mp4 --output out.mp4 --opts MODEL.WEIGHTS <pth>
+    python demo/demo.py --onnx export/ --input 'images/*.png' --output vis/
 
 As Detectron2's demo: boxes, masks and keypoints are drawn with the metadata of the config's first
-test dataset. An unreadable image is reported by name and skipped; the exit status is 1 if any
-input failed.
+test dataset. ``--onnx DIR`` runs a model exported by ``tools/export.py --format onnx`` (DIR holds
+``model.onnx`` and ``export.json``) with ONNX Runtime through ``iou_aware.deployment.OnnxPredictor``
+instead of the eager model: no config file or weights, the class names come from ``export.json``.
+An unreadable image is reported by name and skipped; the exit status is 1 if any input failed.
 """
 import argparse
 import glob
@@ -45,6 +48,7 @@ def setup_cfg(args):
     cfg.MODEL.RETINANET.SCORE_THRESH_TEST = threshold
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = threshold
     cfg.MODEL.GFL.SCORE_THRESH_TEST = threshold
+    cfg.MODEL.LSNET.SCORE_THRESH_TEST = threshold
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     weights = cfg.MODEL.WEIGHTS
@@ -75,9 +79,13 @@ def output_path(output: str, input_path: str, multiple: bool) -> str:
     return output
 
 
-def run_on_images(cfg, predictor, paths: List[str], output: str) -> List[str]:
+def metadata_of(cfg):
+    """The metadata the Visualizer draws with: the config's first test dataset's."""
+    return MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+
+
+def run_on_images(metadata, predictor, paths: List[str], output: str) -> List[str]:
     """Draw predictions for each image into ``output``; returns one error message per failed input."""
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     failures = []
     for path in tqdm.tqdm(paths, desc="images", disable=len(paths) < 2):
         try:
@@ -95,7 +103,7 @@ def run_on_images(cfg, predictor, paths: List[str], output: str) -> List[str]:
     return failures
 
 
-def run_on_video(cfg, predictor, video_path: str, output: str) -> List[str]:
+def run_on_video(metadata, predictor, video_path: str, output: str) -> List[str]:
     """Draw predictions on every frame into ``output``; returns the error messages (0 or 1)."""
     video = cv2.VideoCapture(video_path)
     if not video.isOpened():
@@ -104,7 +112,6 @@ def run_on_video(cfg, predictor, video_path: str, output: str) -> List[str]:
     width, height = int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))
     fps = video.get(cv2.CAP_PROP_FPS) or 25.0
     frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
     writer = None
     if output:
@@ -126,9 +133,30 @@ def run_on_video(cfg, predictor, video_path: str, output: str) -> List[str]:
     return []
 
 
+def onnx_predictor(export_dir: str, confidence_threshold: float):
+    """OnnxPredictor of an export folder; its detections below ``confidence_threshold`` dropped
+    (the model's own score threshold is part of the graph)."""
+    from iou_aware.deployment import OnnxPredictor, import_onnxruntime
+
+    try:
+        import_onnxruntime()
+    except ImportError as e:
+        raise SystemExit(str(e))
+    if not os.path.isdir(export_dir):
+        raise SystemExit(f"--onnx: no folder {export_dir}")
+    try:
+        return OnnxPredictor(export_dir, score_threshold=confidence_threshold)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--onnx {export_dir}: {e}")
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--config-file", metavar="FILE", help="the model's config (not with --onnx)")
+    parser.add_argument(
+        "--onnx", metavar="DIR",
+        help="run the ONNX model exported into DIR by tools/export.py --format onnx instead of the eager model",
+    )  # fmt: skip
     parser.add_argument("--input", nargs="+", help="image files, globs ('dir/*.png') or folders")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--output", help="output folder (several images) or file")
@@ -145,13 +173,22 @@ def main(argv=None) -> int:
     setup_logger(name="fvcore")
     if not args.input and not args.video_input:
         raise SystemExit("Give --input and/or --video-input")
-    cfg = setup_cfg(args)
-    predictor = DefaultPredictor(cfg)
+    if bool(args.onnx) == bool(args.config_file):
+        raise SystemExit("Give either --config-file (eager model) or --onnx DIR (exported model)")
+    if args.onnx:
+        if args.opts:
+            raise SystemExit("--opts changes the config of an eager model; an ONNX export has its settings built in")
+        predictor = onnx_predictor(args.onnx, args.confidence_threshold)
+        metadata = predictor.metadata
+    else:
+        cfg = setup_cfg(args)
+        predictor = DefaultPredictor(cfg)
+        metadata = metadata_of(cfg)
     failures = []
     if args.input:
-        failures += run_on_images(cfg, predictor, expand_inputs(args.input), args.output)
+        failures += run_on_images(metadata, predictor, expand_inputs(args.input), args.output)
     if args.video_input:
-        failures += run_on_video(cfg, predictor, args.video_input, args.output)
+        failures += run_on_video(metadata, predictor, args.video_input, args.output)
     if failures:
         logger.error(f"{len(failures)} input(s) failed:\n" + "\n".join(failures))
     return 1 if failures else 0

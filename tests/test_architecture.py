@@ -18,6 +18,7 @@ LAYER_ORDER = [
     ("modeling", "data"),
     ("evaluation",),
     ("engine",),
+    ("deployment",),
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYER_ORDER) for name in names}
 

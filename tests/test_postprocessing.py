@@ -41,6 +41,23 @@ def test_select_topk_with_nothing_above_the_threshold_is_empty():
     assert kept.numel() == locations.numel() == classes.numel() == 0
 
 
+def test_a_traced_top_k_follows_the_candidate_count_of_each_input():
+    """Traced where fewer pairs than top-k pass the threshold (and where none does), then run with
+    more than top-k and with none: the cap is part of the graph, not the tracing input's count."""
+
+    def select(scores):
+        return select_topk_candidates(scores, score_thresh=0.05, topk=3)
+
+    few, many, none = torch.tensor([[0.9, 0.01], [0.5, 0.02]]), torch.rand(6, 2) * 0.5 + 0.1, torch.full((4, 2), 0.01)
+    for example in (few, none):
+        with torch.no_grad():
+            traced = torch.jit.trace(select, (example,), check_trace=False)
+        for scores in (few, many, none):
+            for got, expected in zip(traced(scores), select(scores)):
+                assert torch.equal(got, expected)
+    assert len(select(many)[0]) == 3 and len(select(few)[0]) == 2
+
+
 def test_overlapping_boxes_of_one_class_collapse_to_the_best_even_across_levels():
     # IoU([0,0,10,10], [1,0,11,10]) = 90 / 110 = 0.818 > 0.6: the 0.8 box of level 1 is suppressed.
     level0 = _detections([[0, 0, 10, 10]], [0.9], [0])

@@ -310,7 +310,7 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
         drawn = (out / name).read_bytes()
         assert drawn and drawn != (inputs / name).read_bytes()
     cfg = demo.setup_cfg(demo.get_parser().parse_args(args))
-    failures = demo.run_on_images(cfg, demo.DefaultPredictor(cfg), [str(inputs / "corrupt.png")], str(out))
+    failures = demo.run_on_images(demo.metadata_of(cfg), demo.DefaultPredictor(cfg), [str(inputs / "corrupt.png")], str(out))
     assert len(failures) == 1 and "Cannot read image" in failures[0] and "corrupt.png" in failures[0]
 
     missing = args[:-6] + ["MODEL.WEIGHTS", str(tmp_path / "nope.pth")]

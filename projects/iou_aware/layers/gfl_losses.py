@@ -154,7 +154,11 @@ def integral_distance(logits: torch.Tensor) -> torch.Tensor:
             "integral_distance needs a last dimension of 4 * (reg_max + 1), got shape "
             f"{tuple(logits.shape)}."
         )
-    probs = F.softmax(logits.reshape(*logits.shape[:-1], 4, logits.shape[-1] // 4), dim=-1)
+    # The four sides split and stacked rather than reshaped to (..., 4, -1): in an exported graph
+    # the reshape's target shape is computed from the traced input's shape, which ONNX Runtime's
+    # graph optimizer folds into (0, 4, -1); with no candidate (an empty input) the -1 cannot
+    # be inferred and the run fails. The split has constant sizes and works on empty inputs.
+    probs = F.softmax(torch.stack(logits.chunk(4, dim=-1), dim=-2), dim=-1)
     bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
     # Not a matmul: autocast would run it in half precision.
     return (probs * bins).sum(dim=-1)

@@ -141,8 +141,12 @@ class LandmarkBranch(nn.Module):
         crosses = init.reshape(n, self.landmark_set.num_landmarks, 4, h, w).permute(0, 3, 4, 1, 2)
         kernel = list(self.landmark_set.kernel_landmarks)
         offsets = crosses_to_offsets(crosses)[..., kernel, :].flip(-1)  # (N, H, W, k, 2) as (dy, dx)
-        free = out[:, num_cross_channels:].reshape(n, self.num_free_points, 2, h, w).permute(0, 3, 4, 1, 2)
-        points = torch.cat([offsets, free], dim=3).permute(0, 3, 4, 1, 2)  # (N, 9, 2, H, W)
+        if self.num_free_points:
+            free = out[:, num_cross_channels:].reshape(n, self.num_free_points, 2, h, w).permute(0, 3, 4, 1, 2)
+            offsets = torch.cat([offsets, free], dim=3)
+        # Contours and keypoints have no free point: no reshape of their empty channel slice,
+        # which the ONNX exporter's shape inference divides by (it dies with SIGFPE).
+        points = offsets.permute(0, 3, 4, 1, 2)  # (N, 9, 2, H, W)
         points = (1 - self.gradient_mul) * points.detach() + self.gradient_mul * points
         return init, points + location_grid(h, w, init.device, init.dtype)
 

@@ -64,7 +64,12 @@ def select_topk_candidates(
     keep = scores > score_thresh
     candidates = torch.nonzero(keep)  # (M, 2): location, class
     kept_scores = scores[keep]
-    num_topk = min(topk, candidates.size(0))
+    if torch.jit.is_tracing():
+        # The count is a traced tensor here: min() would compare it once and freeze the tracing
+        # image's choice (its candidate count when below topk), so clamp it in the graph.
+        num_topk = torch.clamp(torch.as_tensor(candidates.size(0)), max=topk)
+    else:
+        num_topk = min(topk, candidates.size(0))
     # sort (as Detectron2 does) rather than topk: same order for ties as the stock models.
     kept_scores, order = kept_scores.sort(descending=True)
     location_idxs, class_idxs = candidates[order[:num_topk]].unbind(dim=1)

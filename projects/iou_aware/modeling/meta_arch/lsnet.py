@@ -490,30 +490,45 @@ class LSNet(DenseDetector):
         return results
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
-        """DenseDetector's forward; then, at the output resolution, detections with a box of at
-        most ``test_min_box_area`` px^2 are dropped, keypoints are clamped to the image
-        (:meth:`clamp_keypoints`), and for contours the polygons are scaled like the boxes and
-        filled into ``pred_masks`` (R, H, W) bool. A traced model (TorchScript export) outputs the
-        polygons only: the filling runs in pycocotools."""
+        """DenseDetector's forward; then, at the output resolution, :meth:`postprocess_landmarks`:
+        detections with a box of at most ``test_min_box_area`` px^2 are dropped, keypoints are
+        clamped to the image, and for contours the polygons are scaled like the boxes and filled
+        into ``pred_masks`` (R, H, W) bool. Traced, the model outputs the polygons only: the
+        filling runs in pycocotools."""
         outputs = super().forward(batched_inputs)
         if self.training:
             return outputs
         for output, inputs in zip(outputs, batched_inputs):
-            instances = output["instances"]
-            if self.test_min_box_area > 0:
-                instances = instances[instances.pred_boxes.area() > self.test_min_box_area]
-                output["instances"] = instances
-            if instances.has("pred_keypoints"):
-                instances.pred_keypoints = self.clamp_keypoints(instances.pred_keypoints, instances.image_size)
-            if "contour" not in self.head.landmark_sets:
-                continue
-            in_height, in_width = inputs["image"].shape[-2:]
+            output["instances"] = self.postprocess_landmarks(
+                output["instances"],
+                inputs["image"].shape[-2:],
+                self.test_min_box_area,
+                fill_masks=not torch.jit.is_tracing(),
+            )
+        return outputs
+
+    @staticmethod
+    def postprocess_landmarks(
+        instances: Instances, input_size: Tuple[int, int], min_box_area: float = 0.0, fill_masks: bool = True
+    ) -> Instances:
+        """What :meth:`forward` does after Detectron2's ``detector_postprocess``, at the output
+        resolution (also run by exported models' predictors on the graph's detections): drop the
+        detections whose box is at most ``min_box_area`` px^2, clamp keypoints to the image
+        (:meth:`clamp_keypoints`), scale ``pred_polygons`` from the network's ``input_size``
+        (height, width) to the output and, with ``fill_masks``, fill them into ``pred_masks``
+        (R, H, W) bool."""
+        if min_box_area > 0:
+            instances = instances[instances.pred_boxes.area() > min_box_area]
+        if instances.has("pred_keypoints"):
+            instances.pred_keypoints = LSNet.clamp_keypoints(instances.pred_keypoints, instances.image_size)
+        if instances.has("pred_polygons"):
+            in_height, in_width = input_size
             out_height, out_width = instances.image_size
             scale = instances.pred_polygons.new_tensor([out_width / in_width, out_height / in_height])
             instances.pred_polygons = instances.pred_polygons * scale
-            if not torch.jit.is_tracing():
+            if fill_masks:
                 instances.pred_masks = rasterize_polygons(instances.pred_polygons, out_height, out_width)
-        return outputs
+        return instances
 
     @staticmethod
     def clamp_keypoints(keypoints: Tensor, image_size: Union[Tuple[int, int], Tensor]) -> Tensor:
