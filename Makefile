@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 QUICKSTART_CONFIG ?= configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml
 QUICKSTART_OUTPUT ?= output/quickstart
 
-.PHONY: install quickstart test
+.PHONY: install quickstart test lint
 
 install:
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
@@ -20,3 +20,7 @@ quickstart: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

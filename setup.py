@@ -4,6 +4,7 @@
 Torch, torchvision and Detectron2 are installed by ``scripts/install.sh`` (``make install``):
 Detectron2 is not on PyPI, and torch must match the installed CUDA, so they are not listed here.
 """
+
 from setuptools import find_packages, setup
 
 
@@ -26,8 +27,10 @@ def cpu_extensions():
             except Exception as error:  # noqa: BLE001 - any build failure of an optional extension
                 if not getattr(ext, "optional", False):
                     raise
-                print(f"WARNING: the optional extension {ext.name} was not built ({error}); "
-                      "the deformable convs fall back to F.grid_sample.")
+                print(
+                    f"WARNING: the optional extension {ext.name} was not built ({error}); "
+                    "the deformable convs fall back to F.grid_sample."
+                )
 
     extension = CppExtension(
         "iou_aware._C",
@@ -51,8 +54,7 @@ setup(
     description="Localization-quality-aware dense detectors (IoU-aware RetinaNet, GFL V1/V2, "
     "LSNet, Focal IoU losses) for Detectron2",
     package_dir={"iou_aware": "projects/iou_aware"},
-    packages=["iou_aware"]
-    + ["iou_aware." + p for p in find_packages(where="projects/iou_aware")],
+    packages=["iou_aware"] + ["iou_aware." + p for p in find_packages(where="projects/iou_aware")],
     package_data={"iou_aware.model_zoo": CONFIG_FILES},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,

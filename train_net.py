@@ -17,6 +17,7 @@ A ``.py`` config is a LazyConfig, trained as Detectron2's tools/lazyconfig_train
 Same flags as Detectron2's tools/train_net.py. Without a GPU, MODEL.DEVICE falls back to "cpu" and
 ``--num-gpus N`` starts N CPU processes on the gloo backend (iou_aware.engine.launch).
 """
+
 import logging
 import time
 
@@ -28,8 +29,7 @@ from detectron2.utils import comm
 
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_user_dataset_arguments, oks_sigmas_for, register_user_datasets
-from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch
-from iou_aware.engine import lazy
+from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch, lazy
 from iou_aware.engine.run_record import build_run_record, write_run_record
 from iou_aware.model_zoo import resolve_config_file
 
@@ -71,14 +71,29 @@ def main(args):
         model = Trainer.build_model(cfg)
         EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
-        _record(args, cfg.OUTPUT_DIR, cfg.SEED, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE, results, None)
+        _record(
+            args,
+            cfg.OUTPUT_DIR,
+            cfg.SEED,
+            cfg.SOLVER.MAX_ITER,
+            cfg.SOLVER.IMS_PER_BATCH,
+            cfg.MODEL.DEVICE,
+            results,
+            None,
+        )
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     start = time.perf_counter()
     results = trainer.train()
     _record(
-        args, cfg.OUTPUT_DIR, cfg.SEED, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE, results,
+        args,
+        cfg.OUTPUT_DIR,
+        cfg.SEED,
+        cfg.SOLVER.MAX_ITER,
+        cfg.SOLVER.IMS_PER_BATCH,
+        cfg.MODEL.DEVICE,
+        results,
         time.perf_counter() - start,
     )
     return results

@@ -12,6 +12,7 @@ test dataset. ``--onnx DIR`` runs a model exported by ``tools/export.py --format
 instead of the eager model: no config file or weights, the class names come from ``export.json``.
 An unreadable image is reported by name and skipped; the exit status is 1 if any input failed.
 """
+
 import argparse
 import glob
 import logging

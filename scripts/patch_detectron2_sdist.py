@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 
-
 # File (relative to the folder holding the ``detectron2`` package) -> (old, new) replacements, each
 # of every occurrence (the evaluator's alias appears in a comment too).
 NUMPY_ALIAS_FIXES = {
@@ -69,9 +68,7 @@ def patch(src: str) -> None:
         f.write(text)
 
     here = os.path.dirname(os.path.abspath(__file__))
-    shutil.copyfile(
-        os.path.join(here, "detectron2_C_placeholder.py"), os.path.join(src, "detectron2", "_C.py")
-    )
+    shutil.copyfile(os.path.join(here, "detectron2_C_placeholder.py"), os.path.join(src, "detectron2", "_C.py"))
 
     export_init = os.path.join(src, "detectron2", "export", "__init__.py")
     with open(export_init) as f:

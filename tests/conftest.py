@@ -1,4 +1,5 @@
 """Test set-up: synthetic data goes to a fresh temporary cache, and train_net.py is importable."""
+
 import os
 import sys
 import tempfile

@@ -1,6 +1,7 @@
 """The package's layers only look down (README, "Layout"): parsed from the source with ``ast``, every
 import of a module of the package is checked against the layer order, and the import graph has
 no cycle. Function-level imports count: a lazy import is still a dependency."""
+
 import ast
 import pathlib
 from typing import Dict, List, Set
@@ -96,7 +97,7 @@ def test_the_import_graph_has_no_cycle(repo_root):
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -111,7 +112,10 @@ def test_the_import_graph_has_no_cycle(repo_root):
     "source, expected",
     [
         ("from ..modeling import LSNet\n", "iou_aware.data.mappers (data) imports iou_aware.modeling (modeling)"),
-        ("from ..engine.trainer import Trainer\n", "iou_aware.data.mappers (data) imports iou_aware.engine.trainer (engine)"),
+        (
+            "from ..engine.trainer import Trainer\n",
+            "iou_aware.data.mappers (data) imports iou_aware.engine.trainer (engine)",
+        ),
     ],
 )
 def test_the_checks_catch_a_wrong_import(tmp_path, repo_root, source, expected):

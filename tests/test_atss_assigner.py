@@ -1,4 +1,5 @@
 """ATSSAssigner: a case worked out by hand, the edge cases, and a loop-based reference."""
+
 import torch
 
 from iou_aware.layers import pairwise_box_iou

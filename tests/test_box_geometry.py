@@ -1,4 +1,5 @@
 import math
+
 import pytest
 import torch
 from torchvision import ops
@@ -75,8 +76,12 @@ def test_degenerate_iou_values_by_hand():
 def test_pairwise_large_coordinates(kind):
     g = torch.Generator().manual_seed(1)
     boxes1 = random_boxes(16, g, offset=1e5, scale=9e5)
-    boxes2 = torch.cat([boxes1[:8] + 1e4 * torch.rand(8, 4, generator=g, dtype=torch.float64),
-                        random_boxes(8, g, offset=1e5, scale=9e5)])
+    boxes2 = torch.cat(
+        [
+            boxes1[:8] + 1e4 * torch.rand(8, 4, generator=g, dtype=torch.float64),
+            random_boxes(8, g, offset=1e5, scale=9e5),
+        ]
+    )
     expected = TORCHVISION_PAIRWISE[kind](boxes1, boxes2)
     ours = pairwise_box_iou(boxes1.float(), boxes2.float(), kind)
     assert ours.isfinite().all()
@@ -87,9 +92,7 @@ def test_pairwise_large_coordinates(kind):
 def test_aligned_is_diagonal_of_pairwise(kind):
     g = torch.Generator().manual_seed(2)
     boxes1, boxes2 = random_boxes(12, g), random_boxes(12, g)
-    torch.testing.assert_close(
-        aligned_box_iou(boxes1, boxes2, kind), pairwise_box_iou(boxes1, boxes2, kind).diagonal()
-    )
+    torch.testing.assert_close(aligned_box_iou(boxes1, boxes2, kind), pairwise_box_iou(boxes1, boxes2, kind).diagonal())
 
 
 def test_ciou_aspect_term_by_hand():

@@ -1,4 +1,5 @@
 """check_choice: the one check behind every "value must be one of ..." setting."""
+
 import pytest
 
 from iou_aware.utils import check_choice
@@ -24,6 +25,6 @@ def test_the_package_has_no_other_copy_of_the_check(repo_root):
         for path in package.rglob("*.py")
         if path.name != "choices.py"
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if "one of {" in line and ("raise" in line or "f\"" in line)
+        if "one of {" in line and ("raise" in line or 'f"' in line)
     ]
     assert copies == []

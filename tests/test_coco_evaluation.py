@@ -1,4 +1,5 @@
 """COCOEvaluator with AP at single IoU thresholds, on a hand-made dataset with known IoUs."""
+
 import json
 import math
 
@@ -17,9 +18,7 @@ def one_box_dataset(tmp_path):
     name = "one_box_dataset"
     coco = {
         "images": [{"id": 1, "file_name": "a.png", "height": 100, "width": 100}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 40], "area": 1600, "iscrowd": 0}
-        ],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 40], "area": 1600, "iscrowd": 0}],
         "categories": [{"id": 1, "name": "thing"}],
     }
     json_file = tmp_path / "coco.json"
@@ -35,7 +34,10 @@ def test_ap_per_iou_threshold_of_a_single_detection_with_iou_075(one_box_dataset
     # A 40x30 box inside the 40x40 GT: IoU = 1200 / 1600 = 0.75. One GT, one detection: AP is
     # 100 at every threshold <= 0.75 and 0 above.
     evaluator = ThresholdedCOCOEvaluator(
-        one_box_dataset, tasks=("bbox",), distributed=False, output_dir=str(tmp_path),
+        one_box_dataset,
+        tasks=("bbox",),
+        distributed=False,
+        output_dir=str(tmp_path),
         use_fast_impl=detectron2_has_compiled_ops(),
     )
     evaluator.reset()
@@ -55,11 +57,19 @@ def test_ap_per_iou_threshold_of_a_single_detection_with_iou_075(one_box_dataset
 
 def test_no_predictions_give_nan_at_every_threshold_not_a_crash(one_box_dataset, tmp_path):
     evaluator = ThresholdedCOCOEvaluator(
-        one_box_dataset, tasks=("bbox",), distributed=False, output_dir=str(tmp_path),
+        one_box_dataset,
+        tasks=("bbox",),
+        distributed=False,
+        output_dir=str(tmp_path),
         use_fast_impl=detectron2_has_compiled_ops(),
     )
     evaluator.reset()
-    empty = Instances((100, 100), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0), pred_classes=torch.zeros(0, dtype=torch.int64))
+    empty = Instances(
+        (100, 100),
+        pred_boxes=Boxes(torch.zeros(0, 4)),
+        scores=torch.zeros(0),
+        pred_classes=torch.zeros(0, dtype=torch.int64),
+    )
     evaluator.process([{"image_id": 1, "height": 100, "width": 100}], [{"instances": empty}])
     results = evaluator.evaluate()["bbox"]
     for key in ("AP", "AP50", "AP75", "AP60", "AP90"):

@@ -1,4 +1,5 @@
 """Every shipped config loads with add_iou_aware_config; the Shapes ones build a model."""
+
 import glob
 import os
 
@@ -10,7 +11,9 @@ from iou_aware.config import add_iou_aware_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
-    p for p in glob.glob(f"{REPO_ROOT}/configs/**/*.yaml", recursive=True) if not os.path.basename(p).startswith("Base-")
+    p
+    for p in glob.glob(f"{REPO_ROOT}/configs/**/*.yaml", recursive=True)
+    if not os.path.basename(p).startswith("Base-")
 )
 
 
@@ -49,7 +52,11 @@ def test_unknown_config_key_fails_naming_the_key():
         cfg.merge_from_list(["MODEL.IOU_AWARE.ALPHA", "0.5"])
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if "lsnet" in os.path.basename(p) and "/COCO-" in p], ids=lambda p: os.path.relpath(p, REPO_ROOT))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in CONFIGS if "lsnet" in os.path.basename(p) and "/COCO-" in p],
+    ids=lambda p: os.path.relpath(p, REPO_ROOT),
+)
 def test_lsnet_coco_configs_train_as_the_reference(path):
     """mmdetection's schedule of the reference: 500 linear warmup iterations, the norm of all
     gradients together clipped at 35 (not Detectron2's per-parameter "norm")."""
@@ -59,7 +66,9 @@ def test_lsnet_coco_configs_train_as_the_reference(path):
     assert clip.ENABLED and clip.CLIP_TYPE == "full_model" and clip.CLIP_VALUE == 35.0 and clip.NORM_TYPE == 2.0
 
 
-@pytest.mark.parametrize("path", ["configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml", "configs/COCO-Keypoints/lsnet_R_50_FPN_1x.yaml"])
+@pytest.mark.parametrize(
+    "path", ["configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml", "configs/COCO-Keypoints/lsnet_R_50_FPN_1x.yaml"]
+)
 def test_lsnet_pose_configs_use_the_measured_remedies_and_the_defaults_stay_the_reference(path):
     """The pose configs pool the keypoint cross-IoU per person and start the conv before the initial
     landmarks from He normal (docs/lsnet_pose.md sections 5 and 11); the package defaults, which

@@ -1,4 +1,5 @@
 """tools/contour_ceiling.py: GT contours resampled to C points, evaluated as perfect detections."""
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 import math
+
 import pytest
 import torch
 
@@ -99,9 +100,7 @@ def test_box_mode_opposite_direction_by_hand():
     expected = 1 - iou + ciou_penalty((-3.0, 2.0, 1.0, 1.0), (-3.0, -2.0, 1.0, 1.0), iou)
     # About 1 - 0.68 + 4 / 25 + 0.0577.
     assert abs(expected - 0.5377) < 1e-3
-    torch.testing.assert_close(
-        cross_iou_loss(pred, target, "box"), torch.tensor([expected]), atol=1e-6, rtol=1e-6
-    )
+    torch.testing.assert_close(cross_iou_loss(pred, target, "box"), torch.tensor([expected]), atol=1e-6, rtol=1e-6)
 
 
 def test_box_mode_one_axis_zero_and_alpha_by_hand():
@@ -318,9 +317,7 @@ def test_gradcheck(mode):
     assert (pred[..., 0::2] - pred[..., 1::2]).abs().min() > 1e-3
     pred.requires_grad_()
     target.requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda p, t: cross_iou_loss(p, t, mode, visible=visible), (pred, target)
-    )
+    assert torch.autograd.gradcheck(lambda p, t: cross_iou_loss(p, t, mode, visible=visible), (pred, target))
 
 
 @pytest.mark.parametrize("mode", ["box", "contour", "keypoint"])
@@ -405,7 +402,9 @@ def test_contour_mode_takes_any_number_of_points():
     """12 points on a circle + centre in 4 groups: a perfect prediction gives 0, one point off by
     one unit changes only its group's overlap."""
     angles = torch.arange(12, dtype=torch.float64) * (2 * math.pi / 12)
-    target = torch.cat([torch.stack([2 * torch.cos(angles), 2 * torch.sin(angles)], 1), torch.zeros(1, 2, dtype=torch.float64)])[None]
+    target = torch.cat(
+        [torch.stack([2 * torch.cos(angles), 2 * torch.sin(angles)], 1), torch.zeros(1, 2, dtype=torch.float64)]
+    )[None]
     pred = offsets_to_crosses(target)
     assert cross_iou_loss(pred, target, "contour", num_groups=4).item() == pytest.approx(0.0, abs=1e-9)
     pred[0, 1, 1] += 1.0  # point 1 (group 1): y+ one unit longer; the extent changes too

@@ -1,4 +1,5 @@
 """Inverted GT boxes fail at data loading with an error naming the annotation and the image."""
+
 import pytest
 from detectron2.structures import BoxMode
 

@@ -1,4 +1,5 @@
 """Start-up checks of the training data (iou_aware.data.dataset_checks), on a user's COCO file."""
+
 import json
 import logging
 
@@ -15,7 +16,10 @@ from iou_aware.engine import Trainer
 
 
 def _write_coco(tmp_path, name, annotations, categories=3, missing_image=True):
-    images = [{"id": 1, "file_name": "a.png", "height": 64, "width": 80}, {"id": 2, "file_name": "b.png", "height": 64, "width": 80}]
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 64, "width": 80},
+        {"id": 2, "file_name": "b.png", "height": 64, "width": 80},
+    ]
     Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(tmp_path / "a.png")
     if not missing_image:
         Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(tmp_path / "b.png")
@@ -34,7 +38,9 @@ def _write_coco(tmp_path, name, annotations, categories=3, missing_image=True):
 def _cfg(name, *opts):
     cfg = get_cfg()
     add_iou_aware_config(cfg)
-    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "RetinaNet", "MODEL.RETINANET.NUM_CLASSES", "2", "MODEL.DEVICE", "cpu"])
+    cfg.merge_from_list(
+        ["MODEL.META_ARCHITECTURE", "RetinaNet", "MODEL.RETINANET.NUM_CLASSES", "2", "MODEL.DEVICE", "cpu"]
+    )
     cfg.DATASETS.TRAIN = (name,)
     cfg.merge_from_list(list(opts))
     return cfg
@@ -58,8 +64,15 @@ def test_every_problem_is_listed_at_once_before_the_model_is_built(tmp_path, mon
     assert "dataset checks_broken has 3 categories but the model has MODEL.RETINANET.NUM_CLASSES = 2" in message
     assert "1 x image file not found, e.g. image " in message and "b.png" in message
     # Detectron2's COCO loader keeps no annotation ids: annotations are named by their index in the image.
-    assert "1 x inverted box (x1 < x0 or y1 < y0), e.g. image" in message and "a.png, annotation #1: box [30.0, 10.0, -5.0, 20.0]" in message
-    assert "1 x box outside the image by more than 1 px" in message and "a.png, annotation #2" in message and "80x64" in message
+    assert (
+        "1 x inverted box (x1 < x0 or y1 < y0), e.g. image" in message
+        and "a.png, annotation #1: box [30.0, 10.0, -5.0, 20.0]" in message
+    )
+    assert (
+        "1 x box outside the image by more than 1 px" in message
+        and "a.png, annotation #2" in message
+        and "80x64" in message
+    )
     assert "DATALOADER.FILTER_INVALID_ANNOTATIONS True" in message
 
 
@@ -80,9 +93,13 @@ def test_the_category_count_cannot_be_filtered(tmp_path):
 
 
 def test_keypoint_count_and_missing_masks_are_checked(tmp_path):
-    annotations = [{"id": 21, "bbox": [10, 10, 20, 20], "category_id": 1, "keypoints": [12, 12, 2] * 5, "num_keypoints": 5}]
+    annotations = [
+        {"id": 21, "bbox": [10, 10, 20, 20], "category_id": 1, "keypoints": [12, 12, 2] * 5, "num_keypoints": 5}
+    ]
     _write_coco(tmp_path, "checks_keypoints", annotations, categories=1, missing_image=False)
-    cfg = _cfg("checks_keypoints", "MODEL.KEYPOINT_ON", "True", "MODEL.MASK_ON", "True", "MODEL.RETINANET.NUM_CLASSES", "1")
+    cfg = _cfg(
+        "checks_keypoints", "MODEL.KEYPOINT_ON", "True", "MODEL.MASK_ON", "True", "MODEL.RETINANET.NUM_CLASSES", "1"
+    )
     with pytest.raises(DatasetCheckError) as error:
         Trainer.checked_training_records(cfg)
     message = str(error.value)

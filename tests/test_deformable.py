@@ -1,4 +1,5 @@
 """Deformable convs of LSNet's head against torchvision's deform_conv2d and direct indexing."""
+
 import math
 import shutil
 
@@ -7,7 +8,6 @@ import torch
 from torchvision.ops import deform_conv2d
 
 from iou_aware.layers import deformable
-from iou_aware.layers.scratch_pool import ScratchPool
 from iou_aware.layers.deformable import (
     ModulatedDeformConv,
     PyramidDeformConv,
@@ -17,6 +17,7 @@ from iou_aware.layers.deformable import (
     location_grid,
     pyramid_levels,
 )
+from iou_aware.layers.scratch_pool import ScratchPool
 
 # Every implementation this machine can run; the C++ kernel is built by setup.py wherever a
 # compiler is (test_the_fused_kernel_is_built_where_a_compiler_is).
@@ -235,7 +236,9 @@ def test_fused_convs_in_flight_together_keep_their_own_taps():
     for impl in ("fused", "torchvision"):
         outs = [deform_conv3x3(x, p, weight, impl=impl, scratch_pool=pool) for x, p in zip(xs, positions)]
         with torch.no_grad():
-            deform_conv3x3(xs[0] * 2, positions[1], weight, impl=impl, scratch_pool=pool)  # takes and gives back a buffer
+            deform_conv3x3(
+                xs[0] * 2, positions[1], weight, impl=impl, scratch_pool=pool
+            )  # takes and gives back a buffer
         grads = [torch.autograd.grad((out * out).sum(), [x, p, weight]) for out, x, p in zip(outs, xs, positions)]
         results[impl] = [o.detach() for o in outs] + [t for group in grads for t in group]
     for actual, expected in zip(results["fused"], results["torchvision"]):
@@ -295,7 +298,9 @@ def test_a_model_owns_its_taps_pool_capped_by_its_key_and_freed_with_it():
     model = build_model(cfg)
     pool = model.head.scratch_pool
     assert pool.max_free_bytes == 64 * 1024**2
-    convs = [m for m in model.modules() if isinstance(m, (deformable.ModulatedDeformConv, deformable.PyramidDeformConv))]
+    convs = [
+        m for m in model.modules() if isinstance(m, (deformable.ModulatedDeformConv, deformable.PyramidDeformConv))
+    ]
     assert convs and all(m.scratch_pool is pool for m in convs)
     if fused_kernel_available():
         features = model.backbone(torch.randn(1, 3, 64, 64))

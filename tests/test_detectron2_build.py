@@ -1,4 +1,5 @@
 """The detectron2._C placeholder (pure-Python Detectron2 build) fails clearly on compiled ops."""
+
 import pytest
 
 from iou_aware.utils import detectron2_has_compiled_ops

@@ -2,11 +2,11 @@
 checked on the installed build and on a stand-in with the other build's layout (0.6: iterator made
 in SimpleTrainer's constructor, no create_local_process_group; master: a lazy iterator and
 comm.create_local_process_group)."""
+
 import ast
 import pathlib
 import socket
 
-import pytest
 import torch
 import torch.distributed as dist
 from detectron2.engine import SimpleTrainer
@@ -92,7 +92,9 @@ def test_only_the_compat_module_uses_detectron2_private_names(repo_root):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("detectron2"):
-                found += [f"{path.name}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
+                found += [
+                    f"{path.name}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")
+                ]
             elif isinstance(node, ast.Attribute) and node.attr in DETECTRON2_PRIVATE:
                 found.append(f"{path.name}:{node.lineno}: .{node.attr}")
     assert found == []

@@ -1,5 +1,6 @@
 """``train_net.py --num-gpus 2`` on a machine without GPUs: two CPU processes on gloo train with the
 same loss curve as one process with the whole batch, and evaluation gathers every process."""
+
 import json
 import os
 import subprocess
@@ -54,6 +55,8 @@ def test_two_cpu_processes_match_one_process_with_the_whole_batch(repo_root, tmp
     # Score threshold 0: every image has detections, so every image id must be in the gathered file.
     from detectron2.data import DatasetCatalog
 
-    results = json.loads((tmp_path / "two" / "inference" / "shapes_tiny_val" / "coco_instances_results.json").read_text())
+    results = json.loads(
+        (tmp_path / "two" / "inference" / "shapes_tiny_val" / "coco_instances_results.json").read_text()
+    )
     expected_ids = {record["image_id"] for record in DatasetCatalog.get("shapes_tiny_val")}
     assert {r["image_id"] for r in results} == expected_ids

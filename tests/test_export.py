@@ -2,6 +2,7 @@
 ONNX Runtime) and checks both against the eager model on two image sizes, a blank image and images
 with no detection, exactly one and as many as the detection cap; iou_aware.deployment.OnnxPredictor
 gives DefaultPredictor's detections."""
+
 import importlib.util
 import os
 import sys
@@ -26,6 +27,7 @@ CONFIGS = [
 def _data(config):
     return "stickmen" if config.startswith("Stickmen/") else "shapes"
 
+
 # So that a barely trained model still detects something.
 ZERO_SCORE_THRESHOLDS = [
     "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
@@ -37,7 +39,9 @@ ZERO_SCORE_THRESHOLDS = [
 
 def _load_export_tool(repo_root):
     # By file path, under a unique name: "export" is too generic a module name to rely on sys.path.
-    spec = importlib.util.spec_from_file_location("iou_aware_export_tool", os.path.join(repo_root, "tools", "export.py"))
+    spec = importlib.util.spec_from_file_location(
+        "iou_aware_export_tool", os.path.join(repo_root, "tools", "export.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -216,11 +220,15 @@ def test_choose_scenarios_finds_no_detection_one_and_the_cap():
         choose_scenarios({"blank": torch.tensor([0.9, 0.8]), "val0": torch.tensor([0.5])})
 
 
-def test_export_traces_the_model_and_matches_the_eager_model(export_tool, trained_weights, scenario, repo_root, tmp_path):
+def test_export_traces_the_model_and_matches_the_eager_model(
+    export_tool, trained_weights, scenario, repo_root, tmp_path
+):
     """TorchScript, traced on the image that reaches the cap; checked on the one with none and the
     one with exactly one detection, a blank image and another size."""
     config, weights = trained_weights
-    result = _export_and_check(export_tool, repo_root, config, weights, tmp_path / "export", "torchscript", scenario, "cap")
+    result = _export_and_check(
+        export_tool, repo_root, config, weights, tmp_path / "export", "torchscript", scenario, "cap"
+    )
     assert result["path"] == str(tmp_path / "export" / "model.ts")
     assert os.path.isfile(result["path"]) and os.path.isfile(tmp_path / "export" / "export.json")
     assert result["num_detections"] == scenario[1]  # the tracing image reaches the cap
@@ -302,7 +310,9 @@ def _matches(eager, exported, tolerance=1e-2):
             assert disagree <= 1e-3, f"detection {i}: masks differ on {float(disagree):.2%} of the pixels"
 
 
-def test_onnx_predictor_gives_the_default_predictors_detections(export_tool, onnx_export, scenario, trained_weights, repo_root, tmp_path):
+def test_onnx_predictor_gives_the_default_predictors_detections(
+    export_tool, onnx_export, scenario, trained_weights, repo_root, tmp_path
+):
     """iou_aware.deployment.OnnxPredictor on BGR images of other sizes than the network input (the
     test-time resize and the way back to the original image) gives DefaultPredictor's detections
     (same config and weights), masks and keypoints included; demo/demo.py --onnx draws them."""
@@ -339,7 +349,12 @@ def test_onnx_predictor_gives_the_default_predictors_detections(export_tool, onn
     import demo
 
     drawn = tmp_path / "drawn.png"
-    assert demo.main(["--onnx", str(output), "--input", images["cap"], "--output", str(drawn), "--confidence-threshold", "0"]) == 0
+    assert (
+        demo.main(
+            ["--onnx", str(output), "--input", images["cap"], "--output", str(drawn), "--confidence-threshold", "0"]
+        )
+        == 0
+    )
     assert drawn.is_file() and not np.array_equal(cv2.imread(str(drawn)), cv2.imread(images["cap"]))
 
 
@@ -371,7 +386,9 @@ def test_the_check_reports_a_different_count_or_boxes_beyond_tolerance_as_a_mism
     eager = instances([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]], [0.9, 0.5])
     assert export_tool.compare(eager, instances([[1.0, 2.0, 30.0005, 40.0], [5.0, 5.0, 9.0, 9.0]], [0.9, 0.5]))["ok"]
     assert not export_tool.compare(eager, instances([[1.0, 2.0, 30.01, 40.0], [5.0, 5.0, 9.0, 9.0]], [0.9, 0.5]))["ok"]
-    assert not export_tool.compare(eager, instances([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]], [0.9, 0.5001]))["ok"]
+    assert not export_tool.compare(eager, instances([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]], [0.9, 0.5001]))[
+        "ok"
+    ]
     fewer = export_tool.compare(eager, instances([[1.0, 2.0, 30.0, 40.0]], [0.9]))
     assert not fewer["ok"] and fewer["traced_num_detections"] == 1
     # Scores that tie within the tolerance may come in another order (backends break ties differently).
@@ -414,7 +431,9 @@ def _untrained_weights(repo_root, config, folder):
 
 
 @pytest.mark.parametrize("config", UNTRAINED_CONFIGS)
-def test_an_untrained_model_exports_to_onnx_traced_on_an_image_without_detections(export_tool, config, repo_root, tmp_path):
+def test_an_untrained_model_exports_to_onnx_traced_on_an_image_without_detections(
+    export_tool, config, repo_root, tmp_path
+):
     """Untrained weights (scores near the prior, as after a few iterations); traced on the image
     with no detection, so that nothing of an empty trace may freeze, and checked on the images
     with exactly one detection and with the cap."""

@@ -1,13 +1,14 @@
 """GFL V1 / V2 meta-architectures: head outputs, DGQP, box decoding, losses, V1 -> V2 weights."""
+
 import math
 
 import pytest
 import torch
-from torch import nn
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from torch import nn
 
 from iou_aware.config import add_iou_aware_config
 from iou_aware.modeling import GFL, GFLV2
@@ -141,7 +142,12 @@ def test_v1_weights_load_into_v2_with_only_dgqp_new(repo_root):
     v1 = build_model(_cfg(repo_root, "gfl_slim_R_FPN"))
     v2 = build_model(_cfg(repo_root, "gflv2_slim_R_FPN"))
     missing = v2.load_state_dict(v1.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["head.dgqp.fc1.bias", "head.dgqp.fc1.weight", "head.dgqp.fc2.bias", "head.dgqp.fc2.weight"]
+    assert sorted(missing) == [
+        "head.dgqp.fc1.bias",
+        "head.dgqp.fc1.weight",
+        "head.dgqp.fc2.bias",
+        "head.dgqp.fc2.weight",
+    ]
 
 
 def test_non_iou_box_loss_fails_naming_the_key(repo_root):

@@ -1,5 +1,6 @@
 """GFL losses: QFL (on logits and on probabilities), DFL, the integral of the side distributions,
 and the GIoU loss GFL uses, against values computed with the reference implementation."""
+
 import pytest
 import torch
 

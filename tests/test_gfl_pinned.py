@@ -22,6 +22,7 @@ References (GFL, https://arxiv.org/abs/2006.04388; GFL V2, https://arxiv.org/abs
   yl = floor(t), t the GT distance in strides.
 * Inference: score p, box = point -/+ expected bin * stride, points with score <= 0.05 dropped.
 """
+
 import math
 
 import pytest

@@ -1,8 +1,8 @@
 """scripts/install.sh picks an official Detectron2 from the environment of $PYTHON, including a
 venv, and exposes that environment's packages (a fake detectron2 with _C stands in for a build)."""
+
 import os
 import subprocess
-import sys
 import venv
 
 import pytest
@@ -14,7 +14,12 @@ INSTALL = os.path.join(REPO_ROOT, "scripts", "install.sh")
 def _venv_with_fake_detectron2(path):
     venv.EnvBuilder(with_pip=False).create(path)
     python = os.path.join(path, "bin", "python")
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     package = os.path.join(site, "detectron2")
     os.makedirs(package)
     with open(os.path.join(package, "__init__.py"), "w") as f:
@@ -25,7 +30,9 @@ def _venv_with_fake_detectron2(path):
 
 
 def _run(*args, **env):
-    return subprocess.run(["bash", INSTALL, *args], capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO_ROOT)
+    return subprocess.run(
+        ["bash", INSTALL, *args], capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO_ROOT
+    )
 
 
 def test_an_official_detectron2_in_a_venv_is_found(tmp_path):
@@ -49,7 +56,11 @@ def test_the_created_venv_sees_the_user_venvs_packages(tmp_path):
     python, package = _venv_with_fake_detectron2(str(tmp_path / "user_env"))
     ours = tmp_path / "ours"
     assert _run("--venv-only", PYTHON=python, VENV=str(ours)).returncode == 0
-    found = subprocess.run([str(ours / "bin" / "python"), "-c", "import detectron2; print(detectron2.__file__)"], capture_output=True, text=True)
+    found = subprocess.run(
+        [str(ours / "bin" / "python"), "-c", "import detectron2; print(detectron2.__file__)"],
+        capture_output=True,
+        text=True,
+    )
     assert found.stdout.strip() == f"{package}/__init__.py", found.stderr
 
 
@@ -72,13 +83,20 @@ def _editable_detectron2(tmp_path, style):
         f"from setuptools import setup\nsetup(name='detectron2', version='0.6', packages=['detectron2'], package_dir={mapping})\n"
     )
     if style == "finder":
-        (source / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n')
+        (source / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        )
     pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "setuptools>=64,<81", "wheel"], check=True, capture_output=True)
     mode = ["--no-build-isolation"] if style == "finder" else ["--no-use-pep517"]
     result = subprocess.run([*pip, "install", *mode, "-e", str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     installed = os.listdir(site)
     if style == "finder":
         assert any(n.startswith("__editable__") and n.endswith("_finder.py") for n in installed), installed
@@ -94,5 +112,9 @@ def test_an_editable_official_detectron2_in_a_venv_is_seen_by_the_created_venv(t
     detected = _run("--detect-only", PYTHON=python, VENV=str(ours))
     assert f"official Detectron2 found with {python}: {module}" in detected.stdout, detected.stdout + detected.stderr
     assert _run("--venv-only", PYTHON=python, VENV=str(ours)).returncode == 0
-    found = subprocess.run([str(ours / "bin" / "python"), "-c", "import detectron2._C, detectron2; print(detectron2.__file__)"], capture_output=True, text=True)
+    found = subprocess.run(
+        [str(ours / "bin" / "python"), "-c", "import detectron2._C, detectron2; print(detectron2.__file__)"],
+        capture_output=True,
+        text=True,
+    )
     assert found.stdout.strip() == str(module), found.stderr

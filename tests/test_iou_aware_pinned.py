@@ -17,6 +17,7 @@ hand on hand-built head outputs. Specification (the paper, Wu, Li, Wang, and the
 The slim Shapes config (configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml) on 64 px images keeps
 every test fast: FPN levels P3-P7 are then 8, 4, 2, 1 and 1 cells wide, 9 anchors per cell.
 """
+
 import math
 
 import pytest
@@ -355,9 +356,7 @@ def test_nms_keeps_the_box_with_the_higher_s(repo_root):
 def test_nms_threshold_is_the_config_value(repo_root):
     # NMS_THRESH_TEST 0.7 > IoU 0.64: both overlapping boxes are kept, in decreasing S.
     detections = _detect(repo_root, OVERLAPPING, **{"MODEL.RETINANET.NMS_THRESH_TEST": 0.7})
-    torch.testing.assert_close(
-        detections.scores, torch.tensor([_s(P_B, IOU_B), _s(P_A, IOU_A)]), rtol=1e-6, atol=0
-    )
+    torch.testing.assert_close(detections.scores, torch.tensor([_s(P_B, IOU_B), _s(P_A, IOU_A)]), rtol=1e-6, atol=0)
 
 
 def test_detections_per_image_cap_keeps_the_highest_s(repo_root):

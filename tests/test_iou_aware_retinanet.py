@@ -1,4 +1,5 @@
 """IoU-aware RetinaNet: head shapes, L_IoU, gradient paths, the confidence S, and stock parity."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Faster R-CNN's box predictor with the package's box losses (IoULossROIHeads)."""
+
 import pytest
 import torch
 from detectron2.config import get_cfg

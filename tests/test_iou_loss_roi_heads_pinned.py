@@ -15,6 +15,7 @@ the package. Specification (the module docs and Detectron2's fast_rcnn.py):
 Predictions and proposals are hand-built; each reference is computed with Detectron2's
 Box2BoxTransform / FastRCNNOutputLayers and torchvision, independently of the package.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -232,7 +233,9 @@ def test_giou_setting_equals_detectron2_and_torchvision_giou_loss(repo_root):
 def test_one_proposal_is_normalized_by_one_as_detectron2(repo_root):
     # Reference: Detectron2's FastRCNNOutputLayers.box_reg_loss divides by max(R, 1); with R = 1 the
     # loss is the proposal's own smooth L1 (a normalizer of 2 would halve it).
-    cfg = _cfg(repo_root, **{"MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE": "smooth_l1", "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 0.25})
+    cfg = _cfg(
+        repo_root, **{"MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE": "smooth_l1", "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 0.25}
+    )
     stock = FastRCNNOutputLayers(cfg, ShapeSpec(channels=256))
     ours = _predictor(cfg)
     proposal, gt = ALL_PROPOSAL_BOXES[:1], ALL_GT_BOXES[:1]
@@ -246,4 +249,6 @@ def test_one_proposal_is_normalized_by_one_as_detectron2(repo_root):
 def test_rotated_boxes_are_refused_by_name(repo_root):
     predictor = _predictor(_cfg(repo_root))
     with pytest.raises(ValueError, match="IoULossFastRCNNOutputLayers supports axis-aligned boxes only"):
-        predictor.box_reg_loss(torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, dtype=torch.int64))
+        predictor.box_reg_loss(
+            torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, dtype=torch.int64)
+        )

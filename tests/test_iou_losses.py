@@ -1,4 +1,5 @@
 import math
+
 import pytest
 import torch
 from torchvision import ops
@@ -86,9 +87,7 @@ def test_focal_iou_slope_wrt_iou():
     torch.testing.assert_close(slope, torch.tensor([-2.0, -0.9375, -0.25], dtype=torch.float64))
 
 
-@pytest.mark.parametrize(
-    "width,loss,slope", [(1e-9, 1.0, -2.0), (0.5, 0.28125, -0.9375), (1 - 1e-9, 0.0, -0.25)]
-)
+@pytest.mark.parametrize("width,loss,slope", [(1e-9, 1.0, -2.0), (0.5, 0.28125, -0.9375), (1 - 1e-9, 0.0, -0.25)])
 def test_focal_iou_loss_slope_through_boxes(width, loss, slope):
     # pred (0, 0, w, 1) inside gt (0, 0, 1, 1): IoU = w, so dL/dw = dL/dIoU, the focal
     # factor included (it is not detached).

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from iou_aware.modeling.postprocessing import rasterize_polygons
+from iou_aware.structures import mask_to_polygons, polygons_extent
 from iou_aware.structures.landmarks import (
     contour_landmarks,
     extreme_points,
@@ -9,12 +11,11 @@ from iou_aware.structures.landmarks import (
     flip_extreme_points,
     sample_contour,
 )
-from iou_aware.structures import mask_to_polygons, polygons_extent
-from iou_aware.modeling.postprocessing import rasterize_polygons
 
 
 def rasterize_polygon(points, height, width):
     return rasterize_polygons(torch.as_tensor(np.asarray(points, dtype=np.float64))[None], height, width)[0].numpy()
+
 
 # 40x40 square with corners (10, 10) and (50, 50), listed clockwise on screen (y down).
 SQUARE = [10, 10, 50, 10, 50, 50, 10, 50]
@@ -156,7 +157,9 @@ def test_contour_landmarks_end_with_the_centre_of_the_largest_polygon():
 
 
 def test_rasterize_polygons_handles_several_and_none():
-    squares = torch.tensor([[[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]], [[2.0, 2.0], [8.0, 2.0], [8.0, 8.0], [2.0, 8.0]]])
+    squares = torch.tensor(
+        [[[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]], [[2.0, 2.0], [8.0, 2.0], [8.0, 8.0], [2.0, 8.0]]]
+    )
     masks = rasterize_polygons(squares, 10, 12)
     assert masks.shape == (2, 10, 12) and masks.dtype == torch.bool
     assert masks.sum(dim=(1, 2)).tolist() == [16, 36]

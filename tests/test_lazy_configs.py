@@ -1,6 +1,7 @@
 """Every COCO model's LazyConfig (configs/COCO-*/*.py) builds the model its yaml config builds, with
 the same module settings, optimizer, schedule, data and training options; each trains a step; and
 train_net.py trains and evaluates a LazyConfig."""
+
 import ast
 import functools
 import glob

@@ -1,9 +1,10 @@
 """The confidence-vs-IoU analysis: Pearson r, IoU with the best same-class GT, the plots."""
+
 import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.structures import BoxMode, Boxes, Instances
+from detectron2.structures import Boxes, BoxMode, Instances
 from scipy.stats import pearsonr
 
 from iou_aware.evaluation import (

@@ -1,4 +1,5 @@
 """LSNet (boxes): landmark head, centre-point assignment, decoding, mapper targets, losses, inference."""
+
 import math
 
 import numpy as np
@@ -29,9 +30,7 @@ def _landmarks_of_boxes(boxes):
     """[top, left, bottom, right, centre] border midpoints of XYXY boxes, by hand."""
     x0, y0, x1, y1 = boxes.unbind(1)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return torch.stack(
-        [torch.stack(p, dim=1) for p in ((cx, y0), (x0, cy), (cx, y1), (x1, cy), (cx, cy))], dim=1
-    )
+    return torch.stack([torch.stack(p, dim=1) for p in ((cx, y0), (x0, cy), (cx, y1), (x1, cy), (cx, cy))], dim=1)
 
 
 def _inputs(with_gt=True, size=128, num_images=2, seed=0):
@@ -80,8 +79,11 @@ def test_initial_conv_init_draws_from_the_reference_or_he_normal(repo_root, init
     = 0.0589 for the slim FPN's 64 channels; zero-mean, zero bias, for every landmark branch. The
     other convs of the branch keep the reference's std 0.01."""
     torch.manual_seed(0)
-    model = build_model(_cfg(repo_root, "MODEL.LSNET.TASK", "keypoint", "MODEL.KEYPOINT_ON", True,
-                             "MODEL.LSNET.INITIAL_CONV_INIT", init))
+    model = build_model(
+        _cfg(
+            repo_root, "MODEL.LSNET.TASK", "keypoint", "MODEL.KEYPOINT_ON", True, "MODEL.LSNET.INITIAL_CONV_INIT", init
+        )
+    )
     for branch in model.head.branches.values():
         weight = branch.init_conv.weight  # (64, 64, 3, 3): 36864 draws, the std within ~1%
         assert weight.std().item() == pytest.approx(expected_std, rel=0.03)

@@ -22,6 +22,7 @@ value (:data:`LOSS_OPTS`), so that a dropped or swapped one changes a value. One
 small enough to derive its positives by hand. A last test runs the one path no other test does: the
 deformable (DCNv2) towers, the COCO setting.
 """
+
 import math
 from contextlib import contextmanager
 
@@ -33,8 +34,8 @@ from detectron2.utils.events import EventStorage
 from torchvision.ops import sigmoid_focal_loss
 
 import iou_aware.modeling.meta_arch.lsnet as lsnet_module
-from iou_aware.model_zoo import get_config
 from iou_aware.layers import cross_iou_loss, crosses_to_offsets, offsets_to_crosses
+from iou_aware.model_zoo import get_config
 from iou_aware.modeling import ATSSAssigner, CentrePointAssigner
 
 BOX_CONFIG = "Shapes/lsnet_slim_R_FPN.yaml"
@@ -44,15 +45,24 @@ KEYPOINT_CONFIG = "Stickmen/lsnet_keypoint_slim_R_FPN.yaml"
 # Unusual values of every MODEL.LSNET key the losses read (defaults in iou_aware/config.py: 1.0, 2.0,
 # 0.1, 0.2, 0.25, 2.0, 0.2, 4, 9).
 LOSS_OPTS = [
-    "MODEL.LSNET.INIT_LOSS_WEIGHT", 0.7,
-    "MODEL.LSNET.REFINE_LOSS_WEIGHT", 1.9,
-    "MODEL.LSNET.BOX_BRANCH_INIT_LOSS_WEIGHT", 0.15,
-    "MODEL.LSNET.BOX_BRANCH_REFINE_LOSS_WEIGHT", 0.45,
-    "MODEL.LSNET.FOCAL_LOSS_ALPHA", 0.35,
-    "MODEL.LSNET.FOCAL_LOSS_GAMMA", 1.5,
-    "MODEL.LSNET.CROSS_IOU_ALPHA", 0.3,
-    "MODEL.LSNET.POINT_BASE_SCALE", 3,
-    "MODEL.LSNET.CONTOUR_GROUPS", 4,
+    "MODEL.LSNET.INIT_LOSS_WEIGHT",
+    0.7,
+    "MODEL.LSNET.REFINE_LOSS_WEIGHT",
+    1.9,
+    "MODEL.LSNET.BOX_BRANCH_INIT_LOSS_WEIGHT",
+    0.15,
+    "MODEL.LSNET.BOX_BRANCH_REFINE_LOSS_WEIGHT",
+    0.45,
+    "MODEL.LSNET.FOCAL_LOSS_ALPHA",
+    0.35,
+    "MODEL.LSNET.FOCAL_LOSS_GAMMA",
+    1.5,
+    "MODEL.LSNET.CROSS_IOU_ALPHA",
+    0.3,
+    "MODEL.LSNET.POINT_BASE_SCALE",
+    3,
+    "MODEL.LSNET.CONTOUR_GROUPS",
+    4,
 ]
 POINT_BASE_SCALE = 3.0
 # (initial, refined) weight of each landmark set, by task: the task's own set takes INIT / REFINE_LOSS_WEIGHT,
@@ -69,7 +79,13 @@ FEATURE_SIZES = ((8, 8), (4, 4), (2, 2), (1, 1), (1, 1))  # (H, W) of each level
 # The one-GT case (box task): a 50 x 50 box centred on (32, 32). Level: floor(log2(50 / 3)) = 4 -> stride 16
 # (P4), where (32, 32) is row 2, column 2: point 64 (the P3 points) + 2 * 4 + 2 = 74.
 ONE_GT_BOX = [7.0, 7.0, 57.0, 57.0]
-ONE_GT_LANDMARKS = [[30.0, 7.0], [7.0, 40.0], [36.0, 57.0], [57.0, 20.0], [32.0, 32.0]]  # top, left, bottom, right, centre
+ONE_GT_LANDMARKS = [
+    [30.0, 7.0],
+    [7.0, 40.0],
+    [36.0, 57.0],
+    [57.0, 20.0],
+    [32.0, 32.0],
+]  # top, left, bottom, right, centre
 ONE_GT_POINT = 74
 
 
@@ -113,7 +129,10 @@ def _contour_landmarks(boxes, generator):
     for x0, y0, x1, y1 in boxes.tolist():
         radius = 0.7 + 0.3 * torch.rand(36, generator=generator)
         xy = torch.stack(
-            [(x0 + x1) / 2 + radius * (x1 - x0) / 2 * angles.sin(), (y0 + y1) / 2 - radius * (y1 - y0) / 2 * angles.cos()],
+            [
+                (x0 + x1) / 2 + radius * (x1 - x0) / 2 * angles.sin(),
+                (y0 + y1) / 2 - radius * (y1 - y0) / 2 * angles.cos(),
+            ],
             dim=1,
         )
         contours.append(torch.cat([xy, ((xy.amin(0) + xy.amax(0)) / 2)[None]]))
@@ -154,6 +173,7 @@ def _predictions(task, num_classes, num_images, generator):
     """Head outputs (see LandmarkHead.forward), per level (N, C, H, W): logits, then (initial, refined)
     crosses of each landmark set. The initial box set describes a box around its point (top above, left
     of, ...; 0.5 to 2.5 strides), the other sets random vectors; refined crosses are random and unrelated."""
+
     def per_level(make):
         return [make(h, w) for h, w in FEATURE_SIZES]
 
@@ -434,7 +454,9 @@ def test_assignment_is_centre_point_then_atss_on_the_initial_boxes_and_skips_pad
 
 def test_training_returns_the_class_loss_and_both_stages_of_every_landmark_set(case):
     sets = LOSS_WEIGHTS[case["task"]]
-    assert set(case["losses"]) == {"loss_cls"} | {f"loss_{name}_{stage}" for name in sets for stage in ("init", "refine")}
+    assert set(case["losses"]) == {"loss_cls"} | {
+        f"loss_{name}_{stage}" for name in sets for stage in ("init", "refine")
+    }
 
 
 def test_initial_landmark_loss_is_weighted_cross_iou_over_the_initial_positives(case):
@@ -536,7 +558,9 @@ def test_quality_focal_class_loss_targets_the_iou_of_the_refined_box(repo_root, 
     ious = []
     for i, (matched, x) in enumerate(zip(refine_matched, inputs)):
         positive = matched >= 0
-        landmarks = points[positive][:, None, :] + crosses_to_offsets(refined[i, positive]) * strides[positive][:, None, None]
+        landmarks = (
+            points[positive][:, None, :] + crosses_to_offsets(refined[i, positive]) * strides[positive][:, None, None]
+        )
         boxes = _landmark_boxes(landmarks, task)
         iou = _iou_by_hand(boxes, _assignment_boxes(task, x["instances"])[matched[positive]])
         targets[i, positive.nonzero()[:, 0], x["instances"].gt_classes[matched[positive]]] = iou
@@ -548,7 +572,9 @@ def test_quality_focal_class_loss_targets_the_iou_of_the_refined_box(repo_root, 
     losses = _training_losses(model, inputs, predictions)
     _assert_value(losses["loss_cls"], expected)
     reference = _training_losses(build_model(_cfg(repo_root, config, *LOSS_OPTS)).train(), inputs, predictions)
-    assert {k: v for k, v in losses.items() if k != "loss_cls"} == {k: v for k, v in reference.items() if k != "loss_cls"}
+    assert {k: v for k, v in losses.items() if k != "loss_cls"} == {
+        k: v for k, v in reference.items() if k != "loss_cls"
+    }
 
 
 @pytest.mark.parametrize("task", ["box", "contour", "keypoint"])
@@ -583,7 +609,15 @@ def test_refinement_on_anchors_is_atss_on_squares_of_the_anchor_scale(repo_root)
     2 x 0.2121, 0.1675; P6 0.0678; P7 0.0170: mean 0.2951 + std 0.1799 = 0.4750, which the P4 centre and
     its 4 edge neighbours pass. The initial stage keeps its centre point."""
     model = build_model(
-        _cfg(repo_root, BOX_CONFIG, *LOSS_OPTS, "MODEL.LSNET.REFINE_ASSIGN_ON", "anchors", "MODEL.LSNET.REFINE_ANCHOR_SCALE", 3.0)
+        _cfg(
+            repo_root,
+            BOX_CONFIG,
+            *LOSS_OPTS,
+            "MODEL.LSNET.REFINE_ASSIGN_ON",
+            "anchors",
+            "MODEL.LSNET.REFINE_ANCHOR_SCALE",
+            3.0,
+        )
     ).train()
     inputs, predictions = _one_gt_case()
     init_matched, refine_matched, _ = _model_assignment(model, inputs, predictions)

@@ -1,5 +1,6 @@
 """LSNet for instance masks (contour landmarks) and pose (keypoint landmarks): the same head and loss
 switched by MODEL.LSNET.TASK; targets, losses, decoding to masks and keypoints."""
+
 import math
 
 import numpy as np
@@ -52,7 +53,9 @@ def _inputs(task, size=128, num_images=2, seed=0):
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             mid = [(cx, y0), (x0, cy), (cx, y1), (x1, cy), (cx, cy)]
             instances.gt_box_landmarks = torch.stack([torch.stack(p, 1) for p in mid], 1)
-            xy = boxes[:, None, :2] + torch.rand(3, 17, 2, generator=generator) * (boxes[:, None, 2:] - boxes[:, None, :2])
+            xy = boxes[:, None, :2] + torch.rand(3, 17, 2, generator=generator) * (
+                boxes[:, None, 2:] - boxes[:, None, :2]
+            )
             instances.gt_keypoint_landmarks = torch.cat([xy, torch.stack([cx, cy], 1)[:, None]], 1)
             visible = torch.rand(3, 18, generator=generator) > 0.3
             visible[:, -1] = True
@@ -272,7 +275,9 @@ def test_min_box_area_is_measured_on_the_output_image(repo_root, min_area, kept)
     """One 32 x 64 px detection on a 128 x 128 input shown at 256 x 256: 8192 px^2 there (2048 on the
     network input); dropped when its area is at most MIN_BOX_AREA_TEST, after NMS, as the reference."""
     model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.LSNET.MIN_BOX_AREA_TEST", min_area)).eval()
-    box_offsets = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])  # 32 x 64 px at stride 16
+    box_offsets = torch.tensor(
+        [[0.0, -2.0], [-1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]]
+    )  # 32 x 64 px at stride 16
     logits, sets = _one_confident_location(1, [5, 18], [box_offsets, torch.zeros(18, 2)])
     predictions = [logits] + [crosses for set_crosses in sets for crosses in (set_crosses, set_crosses)]
     model.head.forward = lambda features: predictions
@@ -348,7 +353,13 @@ def test_mapper_keypoints_follow_the_flip_map(blank_images):
     keypoints[:, 2] = 2
     keypoints[4] = [0, 0, 0]  # right ear not labelled
     record = _record_with({"bbox": [10.0, 10.0, 90.0, 70.0], "keypoints": keypoints.flatten().tolist()})
-    kwargs = dict(is_train=True, landmark_task="keypoint", image_format="BGR", use_keypoint=True, keypoint_hflip_indices=flip_indices)
+    kwargs = dict(
+        is_train=True,
+        landmark_task="keypoint",
+        image_format="BGR",
+        use_keypoint=True,
+        keypoint_hflip_indices=flip_indices,
+    )
     plain = LandmarkDatasetMapper(augmentations=[], **kwargs)(dict(record))["instances"]
     flipped = LandmarkDatasetMapper(augmentations=[T.HFlipTransform(100)], **kwargs)(dict(record))["instances"]
     np.testing.assert_allclose(plain.gt_keypoint_landmarks[0, :17].numpy(), keypoints[:, :2])
@@ -411,7 +422,9 @@ def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(re
         predictions = model.head(features)
         targets = model.assign(images, features, predictions, gt_instances)
         points, strides, crosses, matched_all = targets.points, targets.strides, targets.crosses, targets.init_matched
-        ceiling = diagnose_lsnet._with_ground_truth_landmarks(model, predictions, points, strides, matched_all, gt_instances)
+        ceiling = diagnose_lsnet._with_ground_truth_landmarks(
+            model, predictions, points, strides, matched_all, gt_instances
+        )
         _, ceiling_crosses = model._transpose(ceiling)
     for name, (_, refined) in ceiling_crosses.items():
         refined = torch.cat(refined, dim=1)
@@ -420,7 +433,9 @@ def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(re
             positive = matched >= 0
             assert positive.sum() == len(instances)
             decoded = model.decode_landmarks(refined[image][positive], points[positive], strides[positive])
-            torch.testing.assert_close(decoded, instances.get(f"gt_{name}_landmarks")[matched[positive]], atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(
+                decoded, instances.get(f"gt_{name}_landmarks")[matched[positive]], atol=1e-4, rtol=1e-5
+            )
             torch.testing.assert_close(refined[image][~positive], original[image][~positive])
 
 
@@ -441,21 +456,29 @@ def test_mapper_reads_rle_masks_for_contours_and_extreme_points(blank_images):
     so within 0.5 px of the pixels' edges) and the extreme points sit on the annotation box."""
     record = _record_with({"bbox": [20.0, 10.0, 60.0, 50.0], "segmentation": _rle_square_with_a_hole()})
     kwargs = dict(is_train=True, augmentations=[], image_format="BGR")
-    contour = LandmarkDatasetMapper(landmark_task="contour", **kwargs)(dict(record))["instances"].gt_contour_landmarks[0, :36]
+    contour = LandmarkDatasetMapper(landmark_task="contour", **kwargs)(dict(record))["instances"].gt_contour_landmarks[
+        0, :36
+    ]
     x, y = contour[:, 0], contour[:, 1]
     distance_to_outer_edge = torch.stack([x - 20, 60 - x, y - 10, 50 - y]).abs().amin(dim=0)
     assert distance_to_outer_edge.max() <= 0.5 + 1e-4
     box = LandmarkDatasetMapper(landmark_task="box", **kwargs)(dict(record))["instances"].gt_box_landmarks[0]
-    torch.testing.assert_close(box, torch.tensor([[40.0, 10.0], [20.0, 30.0], [40.0, 50.0], [60.0, 30.0], [40.0, 30.0]]))
+    torch.testing.assert_close(
+        box, torch.tensor([[40.0, 10.0], [20.0, 30.0], [40.0, 50.0], [60.0, 30.0], [40.0, 30.0]])
+    )
 
 
 def test_mapper_box_task_mixes_polygons_rle_and_box_only_annotations(blank_images):
     record = _record_with({"bbox": [20.0, 10.0, 60.0, 50.0], "segmentation": _rle_square_with_a_hole()})
-    record["annotations"].append({"bbox": [70.0, 20.0, 90.0, 60.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0})
+    record["annotations"].append(
+        {"bbox": [70.0, 20.0, 90.0, 60.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0}
+    )
     mapper = LandmarkDatasetMapper(is_train=True, landmark_task="box", augmentations=[], image_format="BGR")
     landmarks = mapper(record)["instances"].gt_box_landmarks
     # The box-only annotation: border midpoints of (70, 20, 90, 60), as the reference without extreme points.
-    torch.testing.assert_close(landmarks[1], torch.tensor([[80.0, 20.0], [70.0, 40.0], [80.0, 60.0], [90.0, 40.0], [80.0, 40.0]]))
+    torch.testing.assert_close(
+        landmarks[1], torch.tensor([[80.0, 20.0], [70.0, 40.0], [80.0, 60.0], [90.0, 40.0], [80.0, 40.0]])
+    )
 
 
 def test_mapper_contour_task_names_annotations_without_a_mask(blank_images):
@@ -480,7 +503,14 @@ def test_landmark_schemas_choose_their_kernel_landmarks():
 def test_any_landmark_schema_trains(repo_root, task, config):
     """5 keypoints (MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS) or 12 contour points in 4 groups: the
     head predicts them (free sampling points fill the kernel) and every loss is finite."""
-    opts = ["MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 5, "MODEL.LSNET.NUM_CONTOUR_POINTS", 12, "MODEL.LSNET.CONTOUR_GROUPS", 4]
+    opts = [
+        "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS",
+        5,
+        "MODEL.LSNET.NUM_CONTOUR_POINTS",
+        12,
+        "MODEL.LSNET.CONTOUR_GROUPS",
+        4,
+    ]
     torch.manual_seed(0)
     model = build_model(_cfg(repo_root, config, *opts))
     inputs = _inputs(task)
@@ -507,13 +537,21 @@ def test_any_landmark_schema_trains(repo_root, task, config):
 
 def test_a_keypoint_count_other_than_the_models_is_named(repo_root):
     model = build_model(_cfg(repo_root, KEYPOINT_CONFIG, "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 5))
-    with EventStorage(), pytest.raises(ValueError, match=r"\[17\] landmarks .* predicts 5: set MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS"):
+    with (
+        EventStorage(),
+        pytest.raises(ValueError, match=r"\[17\] landmarks .* predicts 5: set MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS"),
+    ):
         model(_inputs("keypoint"))
 
 
 def test_a_contour_point_count_other_than_the_models_is_named(repo_root):
-    model = build_model(_cfg(repo_root, CONTOUR_CONFIG, "MODEL.LSNET.NUM_CONTOUR_POINTS", 12, "MODEL.LSNET.CONTOUR_GROUPS", 4))
-    with EventStorage(), pytest.raises(ValueError, match=r"\[36\] landmarks .* predicts 12: set MODEL.LSNET.NUM_CONTOUR_POINTS"):
+    model = build_model(
+        _cfg(repo_root, CONTOUR_CONFIG, "MODEL.LSNET.NUM_CONTOUR_POINTS", 12, "MODEL.LSNET.CONTOUR_GROUPS", 4)
+    )
+    with (
+        EventStorage(),
+        pytest.raises(ValueError, match=r"\[36\] landmarks .* predicts 12: set MODEL.LSNET.NUM_CONTOUR_POINTS"),
+    ):
         model(_inputs("contour"))
 
 

@@ -1,9 +1,9 @@
 """Models declare what they need (iou_aware.modeling.ModelRequirements): a model registered only
 here, with its own config key, its own mapper and its own training state, trains through the
 package's Trainer without a line of the engine or the data code knowing it."""
+
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
@@ -105,13 +105,19 @@ def test_the_package_models_and_detectron2_models_declare_theirs():
     cfg = get_config("Shapes/lsnet_contour_slim_R_FPN.yaml")
     needs = model_requirements(cfg)
     assert needs.train_mapper == "LandmarkDatasetMapper"
-    assert needs.mapper_options == {"landmark_task": "contour", "num_contour_points": cfg.MODEL.LSNET.NUM_CONTOUR_POINTS}
+    assert needs.mapper_options == {
+        "landmark_task": "contour",
+        "num_contour_points": cfg.MODEL.LSNET.NUM_CONTOUR_POINTS,
+    }
     assert needs.class_count_key == "MODEL.LSNET.NUM_CLASSES" and LSNet.requirements(cfg) == needs
     assert model_requirements(get_config("Shapes/gfl_slim_R_FPN.yaml")) == GFL.requirements(None)
     iou_aware = model_requirements(get_config("Shapes/iou_aware_retinanet_slim_R_FPN.yaml"))  # inherits RetinaNet's
     assert iou_aware == ModelRequirements("MODEL.RETINANET.NUM_CLASSES", training_state=("loss_normalizer",))
     assert not hasattr(RetinaNet, "requirements")
-    assert model_requirements(get_config("Shapes/mask_rcnn_slim_R_FPN.yaml")).class_count_key == "MODEL.ROI_HEADS.NUM_CLASSES"
+    assert (
+        model_requirements(get_config("Shapes/mask_rcnn_slim_R_FPN.yaml")).class_count_key
+        == "MODEL.ROI_HEADS.NUM_CLASSES"
+    )
 
 
 def test_engine_and_data_code_name_no_meta_architecture(repo_root):
@@ -125,5 +131,9 @@ def test_engine_and_data_code_name_no_meta_architecture(repo_root):
         for path in (package / folder).rglob("*.py"):
             text = path.read_text()
             found += [f"{path.name}: {name}" for name in names if f'"{name}"' in text or f"'{name}'" in text]
-            found += [f"{path.name}: MODEL.{key}" for key in ("LSNET", "GFL", "IOU_AWARE", "RETINANET") if f"MODEL.{key}" in text]
+            found += [
+                f"{path.name}: MODEL.{key}"
+                for key in ("LSNET", "GFL", "IOU_AWARE", "RETINANET")
+                if f"MODEL.{key}" in text
+            ]
     assert found == []

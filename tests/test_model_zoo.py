@@ -1,5 +1,6 @@
 """The configs ship inside the package: ``iou_aware.model_zoo`` and ``iou_aware://`` paths, from this
 checkout and from an installed wheel outside it."""
+
 import os
 import shutil
 import subprocess
@@ -37,7 +38,9 @@ def test_config_file_is_found_with_or_without_the_prefix():
 
 
 def test_an_unknown_config_is_named_with_the_shipped_ones():
-    with pytest.raises(RuntimeError, match=r"Shapes/nope.yaml is not a config of iou_aware.*Shapes/gfl_slim_R_FPN.yaml"):
+    with pytest.raises(
+        RuntimeError, match=r"Shapes/nope.yaml is not a config of iou_aware.*Shapes/gfl_slim_R_FPN.yaml"
+    ):
         model_zoo.get_config_file("iou_aware://Shapes/nope.yaml")
 
 

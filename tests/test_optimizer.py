@@ -1,4 +1,5 @@
 """Gradient clipping of the whole model's norm (the references' mmdetection grad_clip)."""
+
 import pytest
 import torch
 from detectron2.config import get_cfg

@@ -4,6 +4,7 @@ Each case is small enough to read off the answer: which (location, class) pairs 
 threshold and the top-k, in which order, and which boxes survive class-wise NMS, the clip and the
 detection cap.
 """
+
 import torch
 from detectron2.structures import Boxes, Instances
 

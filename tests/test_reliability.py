@@ -1,9 +1,11 @@
 """Reliability of every meta-architecture: extreme data, extreme predictions, autocast, bad
 configs, missing weights, checkpoints of another architecture, unreadable images."""
+
 import copy
 import dataclasses
 import math
 
+import benchmark
 import numpy as np
 import pytest
 import torch
@@ -15,12 +17,10 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.events import EventStorage
 
-import benchmark
 import train_net
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import ValidatingMapper
-from iou_aware.engine import build_train_mapper
-from iou_aware.engine import IncompatibleCheckpointError
+from iou_aware.engine import IncompatibleCheckpointError, build_train_mapper
 
 # Every meta-architecture (and task) of the package, plus Detectron2's RetinaNet.
 CONFIGS = [
@@ -160,7 +160,9 @@ def _record(tmp_path, annotations, name="a.png"):
 @pytest.mark.parametrize("config", ["Shapes/retinanet_slim_R_FPN.yaml", "Shapes/lsnet_slim_R_FPN.yaml"])
 def test_crowd_and_zero_area_annotations_are_dropped_by_the_train_mapper(repo_root, config, tmp_path, monkeypatch):
     monkeypatch.setattr(detection_utils, "read_image", lambda *a, **k: np.zeros((SIZE, SIZE, 3), dtype=np.uint8))
-    cfg = _cfg(repo_root, config, "INPUT.MIN_SIZE_TRAIN", (SIZE,), "INPUT.MAX_SIZE_TRAIN", SIZE, "INPUT.RANDOM_FLIP", "none")
+    cfg = _cfg(
+        repo_root, config, "INPUT.MIN_SIZE_TRAIN", (SIZE,), "INPUT.MAX_SIZE_TRAIN", SIZE, "INPUT.RANDOM_FLIP", "none"
+    )
     square = [10.0, 10.0, 40.0, 10.0, 40.0, 40.0, 10.0, 40.0]
     record = _record(
         tmp_path,

@@ -1,8 +1,8 @@
 """The results tables of the docs are generated from the committed run records."""
+
 import json
 
 import pytest
-
 import results_tables
 
 
@@ -15,7 +15,14 @@ def _record(seed, ap, commit="abc", train_time_s=600.0):
     metrics["bbox"]["AP"] = ap
     metrics["bbox"]["AP50"] = None  # a NaN written as null
     machine = {"cpu_cores": 2, "device": "cpu", "gpu": None}
-    return {"seed": seed, "metrics": metrics, "commit": commit, "dirty": False, "train_time_s": train_time_s, "machine": machine}
+    return {
+        "seed": seed,
+        "metrics": metrics,
+        "commit": commit,
+        "dirty": False,
+        "train_time_s": train_time_s,
+        "machine": machine,
+    }
 
 
 @pytest.fixture
@@ -43,7 +50,9 @@ def test_a_table_holds_mean_and_sample_std_per_run_and_the_ratio_to_the_baseline
 
 def test_stale_tables_are_found_and_rewritten(records, tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("Intro\n<!-- results-table records=campaign runs=ours seeds=no -->\nold numbers\n<!-- /results-table -->\nEnd\n")
+    page.write_text(
+        "Intro\n<!-- results-table records=campaign runs=ours seeds=no -->\nold numbers\n<!-- /results-table -->\nEnd\n"
+    )
     assert results_tables.main(["--check", str(page)]) == 1
     assert results_tables.main([str(page)]) == 0
     text = page.read_text()

@@ -1,5 +1,6 @@
 """A run SIGKILLed after a checkpoint and restarted with --resume reaches the weights of an
 uninterrupted run; checkpoints are written atomically."""
+
 import os
 import signal
 import subprocess

@@ -1,4 +1,5 @@
 """ScratchPool: reuse of freed buffers, its limits and its bookkeeping."""
+
 import torch
 
 from iou_aware.layers.scratch_pool import ScratchPool

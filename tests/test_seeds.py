@@ -1,4 +1,5 @@
 """tools/experiments/seeds.py: trains each model per seed, tabulates mean +- std, resumes."""
+
 import importlib.util
 import math
 import os
@@ -14,7 +15,9 @@ TINY = [
 
 
 def _seeds_tool(repo_root):
-    spec = importlib.util.spec_from_file_location("seeds_tool", os.path.join(repo_root, "tools", "experiments", "seeds.py"))
+    spec = importlib.util.spec_from_file_location(
+        "seeds_tool", os.path.join(repo_root, "tools", "experiments", "seeds.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -45,7 +48,9 @@ def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(rep
         import json
 
         collected = json.loads((tmp_path / "records" / "retinanet" / f"seed{seed}.json").read_text())
-        assert collected["seed"] == seed and collected["metrics"]["bbox"]["AP"] == pytest.approx(run["bbox"]["AP"], nan_ok=True)
+        assert collected["seed"] == seed and collected["metrics"]["bbox"]["AP"] == pytest.approx(
+            run["bbox"]["AP"], nan_ok=True
+        )
     aps = [r["bbox"]["AP"] for r in runs]
     mean, std = seeds.mean_std(aps)
     text = (tmp_path / "results.md").read_text()
@@ -67,7 +72,9 @@ def test_report_only_tabulates_the_finished_runs_and_trains_nothing(repo_root, t
     finished = tmp_path / "a" / "seed1"
     finished.mkdir(parents=True)
     bbox = {c: 10.0 + i for i, c in enumerate(seeds.COLUMNS)}
-    (finished / "final_metrics.json").write_text(json.dumps({"config": "x.yaml", "seed": 1, "opts": [], "wall_time_s": 60.0, "bbox": bbox}))
+    (finished / "final_metrics.json").write_text(
+        json.dumps({"config": "x.yaml", "seed": 1, "opts": [], "wall_time_s": 60.0, "bbox": bbox})
+    )
     (tmp_path / "b" / "seed1").mkdir(parents=True)  # a run in progress: no final metrics
 
     def no_training(*args, **kwargs):
@@ -75,7 +82,9 @@ def test_report_only_tabulates_the_finished_runs_and_trains_nothing(repo_root, t
 
     monkeypatch.setattr(seeds.subprocess, "run", no_training)
     config = f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml"
-    records = seeds.main(["--output", str(tmp_path), "--seeds", "1", "2", "--report-only", "--run", "a", config, "--run", "b", config])
+    records = seeds.main(
+        ["--output", str(tmp_path), "--seeds", "1", "2", "--report-only", "--run", "a", config, "--run", "b", config]
+    )
     assert list(records) == ["a"] and [r["seed"] for r in records["a"]] == [1]
     text = (tmp_path / "results.md").read_text()
     assert "| **a** | 1 | 10.00 +- 0.00 | 11.00 +- 0.00 |" in text and "| **b**" not in text
@@ -92,5 +101,7 @@ def test_the_campaign_names_existing_configs_and_refuses_an_unknown_group(repo_r
     configs = set(re.findall(r"\$SHAPES/([\w.]+\.yaml)", text))
     assert configs and all(os.path.isfile(os.path.join(repo_root, "configs", "Shapes", c)) for c in configs)
     assert all(os.path.isfile(os.path.join(repo_root, c)) for c in re.findall(r"configs/Stickmen/[\w.]+\.yaml", text))
-    result = subprocess.run(["bash", script], env={**os.environ, "CAMPAIGN_GROUPS": "nonsense"}, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", script], env={**os.environ, "CAMPAIGN_GROUPS": "nonsense"}, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "unknown group nonsense" in result.stderr

@@ -1,4 +1,5 @@
 """The slim ResNet + FPN backbone gives Detectron2's P3-P7 pyramid."""
+
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec

@@ -1,4 +1,5 @@
 """The synthetic dataset generator writes valid, self-consistent, deterministic COCO datasets."""
+
 import filecmp
 import json
 import os

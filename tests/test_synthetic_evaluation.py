@@ -1,5 +1,6 @@
 """COCOEvaluator's bbox, segm and keypoints tasks work unchanged on the synthetic datasets: the
 ground truth itself, submitted as predictions, scores 100 AP on each task."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,15 +1,14 @@
 """train_net.py trains and evaluates a Shapes config end to end, and --eval-only reproduces it."""
+
 import math
 import sys
 
 import numpy as np
-
 import pytest
 import torch
 from detectron2.engine import default_argument_parser
 
 import train_net
-
 
 SHAPES_CONFIGS = [
     "retinanet_slim_R_FPN.yaml",
@@ -110,7 +109,9 @@ def test_a_run_record_holds_the_run_and_its_results(trained, repo_root):
     assert record["config"].endswith(config) and record["seed"] == 0 and record["iterations"] == 6
     assert record["ims_per_batch"] == 2 and "SOLVER.MAX_ITER" in record["overrides"] and not record["eval_only"]
     for task, values in results.items():  # NaN (no object of a size) is written as null
-        assert record["metrics"][task] == {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+        assert record["metrics"][task] == {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()
+        }
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True).stdout.strip()
     assert record["commit"] == head and isinstance(record["dirty"], bool)
     assert record["train_time_s"] > 0 and record["machine"]["device"] == "cpu" and record["machine"]["cpu_cores"] >= 1
@@ -210,7 +211,9 @@ def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):
     assert "Share of lsnet_slim_R_FPN.yaml's inference time in PyramidDeformConv" in report
     # The op profile of each model's training step: 5 ops each, LSNet's with the deformable gather.
     lsnet_ops = report.split("Most expensive ops of one lsnet_slim_R_FPN.yaml training step")[1]
-    rows = [line for line in lsnet_ops.split("Most expensive ops of one retinanet")[0].splitlines() if line.startswith("| ")]
+    rows = [
+        line for line in lsnet_ops.split("Most expensive ops of one retinanet")[0].splitlines() if line.startswith("| ")
+    ]
     assert len(rows) == 1 + 5  # header + 5 ops (aten ops or the fused deformable conv's)
     assert "Most expensive ops of one retinanet_slim_R_FPN.yaml training step" in report
 
@@ -248,7 +251,9 @@ def test_benchmark_tool_runs_models_under_amp(repo_root, tmp_path):
     """--amp: the forward of inference and of the training step under autocast (bf16 on CPU)."""
     import benchmark
 
-    cfg = benchmark.load_config(f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml", ["MODEL.LSNET.NUM_CONVS", "1"], "cpu")
+    cfg = benchmark.load_config(
+        f"{repo_root}/configs/Shapes/lsnet_slim_R_FPN.yaml", ["MODEL.LSNET.NUM_CONVS", "1"], "cpu"
+    )
     runner = benchmark.Runner("lsnet", cfg, "", benchmark.make_inputs(2, 64, 2), "cpu", amp=True)
     seen = []
     runner.model.backbone.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
@@ -310,7 +315,9 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
         drawn = (out / name).read_bytes()
         assert drawn and drawn != (inputs / name).read_bytes()
     cfg = demo.setup_cfg(demo.get_parser().parse_args(args))
-    failures = demo.run_on_images(demo.metadata_of(cfg), demo.DefaultPredictor(cfg), [str(inputs / "corrupt.png")], str(out))
+    failures = demo.run_on_images(
+        demo.metadata_of(cfg), demo.DefaultPredictor(cfg), [str(inputs / "corrupt.png")], str(out)
+    )
     assert len(failures) == 1 and "Cannot read image" in failures[0] and "corrupt.png" in failures[0]
 
     missing = args[:-6] + ["MODEL.WEIGHTS", str(tmp_path / "nope.pth")]

@@ -1,5 +1,6 @@
 """A user's own COCO files through --register-coco: RLE masks, box-only annotations, a 5-keypoint
 schema; keypoint metadata and OKS sigmas from the JSON."""
+
 import json
 import math
 
@@ -40,7 +41,13 @@ def _write(tmp_path, with_box_only, with_keypoints):
             annotation = {"segmentation": _rle(mask), "bbox": box, "area": float(mask.sum())}
             if with_keypoints:
                 x, y, w, h = box
-                points = [[x + w / 2, y + 5], [x + w / 3, y + 4], [x + 2 * w / 3, y + 4], [x + 2, y + h / 2], [x + w - 2, y + h / 2]]
+                points = [
+                    [x + w / 2, y + 5],
+                    [x + w / 3, y + 4],
+                    [x + 2 * w / 3, y + 4],
+                    [x + 2, y + h / 2],
+                    [x + w - 2, y + h / 2],
+                ]
                 annotation["keypoints"] = [v for p in points for v in (*p, 2)]
                 annotation["num_keypoints"] = 5
             annotations.append(annotation)
@@ -98,9 +105,14 @@ def test_lsnet_pose_trains_on_a_5_keypoint_schema(repo_root, tmp_path):
 
 def test_keypoint_metadata_from_coco_categories():
     names = ["nose", "left_eye", "right_eye", "L-ear", "R-ear", "LeftKnee", "RightKnee", "tail"]
-    metadata = keypoint_metadata([{"id": 1, "name": "animal", "keypoints": names, "skeleton": [[1, 2], [6, 7], [8, 9]]}])
+    metadata = keypoint_metadata(
+        [{"id": 1, "name": "animal", "keypoints": names, "skeleton": [[1, 2], [6, 7], [8, 9]]}]
+    )
     assert metadata["keypoint_names"] == names
     assert metadata["keypoint_flip_map"] == [("left_eye", "right_eye"), ("L-ear", "R-ear"), ("LeftKnee", "RightKnee")]
     # 1-based pairs; [8, 9] points past the list and is dropped.
-    assert [(a, b) for a, b, _ in metadata["keypoint_connection_rules"]] == [("nose", "left_eye"), ("LeftKnee", "RightKnee")]
+    assert [(a, b) for a, b, _ in metadata["keypoint_connection_rules"]] == [
+        ("nose", "left_eye"),
+        ("LeftKnee", "RightKnee"),
+    ]
     assert keypoint_metadata([{"id": 1, "name": "box only"}]) == {}

@@ -1,6 +1,7 @@
 """PASCAL VOC: the shipped VOC configs train on a VOC-format folder through ``--register-voc`` and
 are evaluated by the evaluator the dataset names (or COCO-style on request); broken files are named
 at start-up; Detectron2 0.6's VOC loader and evaluator work on current NumPy."""
+
 import importlib.util
 import json
 import math
@@ -21,12 +22,17 @@ from iou_aware.data import (
     find_voc_problems,
     register_user_datasets,
 )
-from iou_aware.evaluation import build_evaluator, evaluator_type_for, voc_coco_ground_truth
+from iou_aware.evaluation import build_evaluator, evaluator_type_for
 from iou_aware.model_zoo import get_config
 from iou_aware.modeling import config_value, model_requirements
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOC_CONFIGS = ["retinanet_R_50_FPN.yaml", "iou_aware_retinanet_R_50_FPN.yaml", "gfl_R_50_FPN.yaml", "lsnet_R_50_FPN.yaml"]
+VOC_CONFIGS = [
+    "retinanet_R_50_FPN.yaml",
+    "iou_aware_retinanet_R_50_FPN.yaml",
+    "gfl_R_50_FPN.yaml",
+    "lsnet_R_50_FPN.yaml",
+]
 
 # image id -> objects (class, xmin, ymin, xmax, ymax in VOC's 1-based pixels, difficult)
 _IMAGES = {
@@ -113,8 +119,18 @@ def test_voc_configs_have_the_papers_voc_settings(config):
     cfg = get_config(f"PascalVOC-Detection/{config}")
     assert config_value(cfg, model_requirements(cfg).class_count_key) == 20
     assert cfg.DATASETS.TRAIN == ("voc_2007_trainval", "voc_2012_trainval") and cfg.DATASETS.TEST == ("voc_2007_test",)
-    assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == ((600,), 1000, 600, 1000)
-    assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (18000, (12000, 16000), 16, 0.01)
+    assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (
+        (600,),
+        1000,
+        600,
+        1000,
+    )
+    assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (
+        18000,
+        (12000, 16000),
+        16,
+        0.01,
+    )
     assert cfg.MODEL.WEIGHTS == "detectron2://ImageNetPretrained/MSRA/R-50.pkl" and cfg.TEST.EVALUATOR == "auto"
 
 
@@ -129,14 +145,26 @@ def test_each_voc_config_trains_and_is_evaluated_by_the_voc_evaluator(trained):
 @pytest.mark.parametrize("trained", ["iou_aware_retinanet_R_50_FPN.yaml"], indirect=True)
 def test_coco_style_ap_on_a_voc_dataset_ignores_difficult_objects(trained, voc_root, tmp_path):
     config, output_dir, _ = trained
-    argv = _argv(config, voc_root, tmp_path, "--eval-only") + ["MODEL.WEIGHTS", str(output_dir / "model_final.pth"), "TEST.EVALUATOR", "coco"]
+    argv = _argv(config, voc_root, tmp_path, "--eval-only") + [
+        "MODEL.WEIGHTS",
+        str(output_dir / "model_final.pth"),
+        "TEST.EVALUATOR",
+        "coco",
+    ]
     results = _main(argv)
-    assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP90"} <= set(results["bbox"])  # ThresholdedCOCOEvaluator
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP90"} <= set(
+        results["bbox"]
+    )  # ThresholdedCOCOEvaluator
     with open(MetadataCatalog.get("voc_tiny_val").json_file) as f:
         ground_truth = json.load(f)
     crowd = [(a["image_id"], a["category_id"]) for a in ground_truth["annotations"] if a["iscrowd"]]
     assert crowd == [("000005", 1)] and len(ground_truth["annotations"]) == 4  # the difficult dog
-    assert ground_truth["annotations"][0]["bbox"] == [7.0, 7.0, 33.0, 33.0]  # Detectron2's shift of VOC's 1-based pixels
+    assert ground_truth["annotations"][0]["bbox"] == [
+        7.0,
+        7.0,
+        33.0,
+        33.0,
+    ]  # Detectron2's shift of VOC's 1-based pixels
 
 
 def test_class_names_are_read_from_the_xml_files_sorted_and_logged(voc_root, caplog):
@@ -149,7 +177,10 @@ def test_class_names_are_read_from_the_xml_files_sorted_and_logged(voc_root, cap
     assert metadata.thing_classes == ["cat", "dog"] and metadata.evaluator_type == "pascal_voc"
     records = DatasetCatalog.get("voc_names_a")
     assert [r["image_id"] for r in records] == _SPLITS["train"] and records[3]["annotations"] == []
-    assert records[0]["annotations"][1]["bbox"] == [32.0, 19.0, 60.0, 58.0] and records[0]["annotations"][1]["category_id"] == 1
+    assert (
+        records[0]["annotations"][1]["bbox"] == [32.0, 19.0, 60.0, 58.0]
+        and records[0]["annotations"][1]["category_id"] == 1
+    )
 
 
 def test_class_names_given_on_the_command_line_and_an_unknown_class_is_named(voc_root, tmp_path):
@@ -167,7 +198,11 @@ def test_class_names_given_on_the_command_line_and_an_unknown_class_is_named(voc
 
 
 def test_the_evaluator_follows_the_dataset_or_test_evaluator(voc_root):
-    register_user_datasets(add_user_dataset_arguments(default_argument_parser()).parse_args(["--register-voc", "voc_choice", voc_root, "val"]))
+    register_user_datasets(
+        add_user_dataset_arguments(default_argument_parser()).parse_args(
+            ["--register-voc", "voc_choice", voc_root, "val"]
+        )
+    )
     cfg = get_config("PascalVOC-Detection/retinanet_R_50_FPN.yaml")
     assert evaluator_type_for(cfg, "voc_choice") == "pascal_voc"
     assert evaluator_type_for(cfg, "voc_2007_test") == "pascal_voc"  # Detectron2's builtin
@@ -189,9 +224,14 @@ def test_a_file_the_voc_evaluator_cannot_read_is_named_before_evaluating(tmp_pat
         text = f.read()
     with open(path, "w") as f:
         f.write(text.replace("<pose>Unspecified</pose>", "", 1).replace("<xmin>4</xmin>", "<xmin>4.5</xmin>"))
-    register_user_datasets(add_user_dataset_arguments(default_argument_parser()).parse_args(["--register-voc", "voc_noeval", root, "val"]))
+    register_user_datasets(
+        add_user_dataset_arguments(default_argument_parser()).parse_args(["--register-voc", "voc_noeval", root, "val"])
+    )
     cfg = get_config("PascalVOC-Detection/retinanet_R_50_FPN.yaml")
-    with pytest.raises(VOCFormatError, match=r"(?s)000006.xml: object #0 has <xmin> '4.5', not an integer.*000006.xml: object #0 has no <pose>.*TEST.EVALUATOR \"coco\""):
+    with pytest.raises(
+        VOCFormatError,
+        match=r"(?s)000006.xml: object #0 has <xmin> '4.5', not an integer.*000006.xml: object #0 has no <pose>.*TEST.EVALUATOR \"coco\"",
+    ):
         build_evaluator(cfg, "voc_noeval", str(tmp_path / "out"))
     assert DatasetCatalog.get("voc_noeval")  # the loader reads it
 
@@ -209,7 +249,9 @@ def test_a_broken_xml_or_a_missing_jpeg_is_named_at_start_up(breakage, tmp_path)
     output_dir = tmp_path / "out"
     with pytest.raises(error, match=expected):
         _main(_argv("retinanet_R_50_FPN.yaml", root, output_dir))
-    assert not (output_dir / "metrics.json").exists() and not (output_dir / "last_checkpoint").exists()  # before training
+    assert (
+        not (output_dir / "metrics.json").exists() and not (output_dir / "last_checkpoint").exists()
+    )  # before training
 
 
 def test_a_one_image_split_is_named(tmp_path):
@@ -222,7 +264,9 @@ def test_a_one_image_split_is_named(tmp_path):
 
 
 def _patch_script():
-    spec = importlib.util.spec_from_file_location("patch_detectron2_sdist", f"{REPO_ROOT}/scripts/patch_detectron2_sdist.py")
+    spec = importlib.util.spec_from_file_location(
+        "patch_detectron2_sdist", f"{REPO_ROOT}/scripts/patch_detectron2_sdist.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -235,7 +279,9 @@ def test_the_sdist_patch_replaces_the_removed_numpy_aliases():
     assert "fileids = np.loadtxt(f, dtype=str)\n" in fixed and "np.str" not in fixed
     assert patch.fix_numpy_aliases(fixed, "detectron2/data/datasets/pascal_voc.py") == fixed  # idempotent
     evaluator = '        difficult = np.array([x["difficult"] for x in R]).astype(np.bool)\n'
-    assert patch.fix_numpy_aliases(evaluator, "detectron2/evaluation/pascal_voc_evaluation.py").endswith(".astype(bool)\n")
+    assert patch.fix_numpy_aliases(evaluator, "detectron2/evaluation/pascal_voc_evaluation.py").endswith(
+        ".astype(bool)\n"
+    )
     with pytest.raises(SystemExit, match="cannot patch"):
         patch.fix_numpy_aliases("nothing to patch", "detectron2/data/datasets/pascal_voc.py")
 

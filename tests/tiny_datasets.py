@@ -1,5 +1,6 @@
 """Small synthetic datasets for end-to-end tests, registered the same way as the default ones
 (by conftest.py, and by helper scripts the tests run in subprocesses)."""
+
 from iou_aware.data import SyntheticDatasetSpec, register_synthetic_dataset
 
 TINY_DATASETS = {

@@ -10,6 +10,7 @@ same-class GT, Pearson r in the titles), ap_vs_iou_threshold.png and results.jso
 correlations and, with --alpha-sweep / --upper-bound (IoU-aware models), the COCO AP of each
 setting on the same weights.
 """
+
 import argparse
 import json
 import os
@@ -20,7 +21,6 @@ from detectron2.data import build_detection_test_loader
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.model_zoo import load_config
 from iou_aware.data import add_user_dataset_arguments, build_annotated_test_mapper, register_user_datasets
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import (
@@ -30,6 +30,7 @@ from iou_aware.evaluation import (
     plot_ap_vs_iou_threshold,
     plot_confidence_vs_iou,
 )
+from iou_aware.model_zoo import load_config
 
 
 def _setup(args):
@@ -74,13 +75,17 @@ def main(argv=None):
     report["bbox"] = results["bbox"]
     report["localization"] = results["localization"]
     plot_confidence_vs_iou(
-        localization.records, os.path.join(args.output, "confidence_vs_iou.png"), title=os.path.basename(args.config_file)
+        localization.records,
+        os.path.join(args.output, "confidence_vs_iou.png"),
+        title=os.path.basename(args.config_file),
     )
     curves = OrderedDict(model=results["bbox"])
 
     sweep = [float(a) for a in args.alpha_sweep.split(",") if a.strip()]
     if sweep and getattr(getattr(model, "head", None), "iou_pred", None) is None:
-        raise SystemExit("--alpha-sweep needs a model with the IoU branch (IoUAwareRetinaNet, or MODEL.IOU_AWARE.ENABLED)")
+        raise SystemExit(
+            "--alpha-sweep needs a model with the IoU branch (IoUAwareRetinaNet, or MODEL.IOU_AWARE.ENABLED)"
+        )
     upper_bound_model = None
     if args.upper_bound:
         try:

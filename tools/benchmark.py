@@ -16,6 +16,7 @@ the ratios compare / baseline, parameters and FLOPs (fvcore via
 Detectron2's FlopCountAnalysis, one image, inference). Trailing
 ``KEY VALUE`` overrides apply to every model; ``--weights`` loads checkpoints (one per model).
 """
+
 import argparse
 import os
 import shlex
@@ -30,8 +31,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, Keypoints, PolygonMasks
-from detectron2.utils.events import EventStorage
 from detectron2.utils.analysis import FlopCountAnalysis
+from detectron2.utils.events import EventStorage
 from fvcore.nn import parameter_count
 
 import iou_aware  # noqa: F401  (registers the package's models)
@@ -73,13 +74,17 @@ def add_box_shaped_targets(instances: Instances, generator: torch.Generator) -> 
     boxes = instances.gt_boxes.tensor
     polygons = [[np.array([x0, y0, x1, y0, x1, y1, x0, y1], dtype=np.float64)] for x0, y0, x1, y1 in boxes.tolist()]
     instances.gt_masks = PolygonMasks(polygons)
-    xy = boxes[:, None, :2] + torch.rand(len(boxes), 17, 2, generator=generator) * (boxes[:, None, 2:] - boxes[:, None, :2])
+    xy = boxes[:, None, :2] + torch.rand(len(boxes), 17, 2, generator=generator) * (
+        boxes[:, None, 2:] - boxes[:, None, :2]
+    )
     instances.gt_keypoints = Keypoints(torch.cat([xy, torch.full((len(boxes), 17, 1), 2.0)], dim=2))
     box_landmarks = [extreme_points(box=b) for b in boxes.numpy()]
     instances.gt_box_landmarks = torch.as_tensor(np.asarray(box_landmarks, dtype=np.float32).reshape(-1, 5, 2))
     contours = [contour_landmarks(p) for p in polygons]
     num_landmarks = len(contours[0]) if contours else 37  # 36 contour points + centre, the default schema
-    instances.gt_contour_landmarks = torch.as_tensor(np.asarray(contours, dtype=np.float32).reshape(len(boxes), num_landmarks, 2))
+    instances.gt_contour_landmarks = torch.as_tensor(
+        np.asarray(contours, dtype=np.float32).reshape(len(boxes), num_landmarks, 2)
+    )
     instances.gt_keypoint_landmarks = torch.cat([xy, instances.gt_boxes.get_centers()[:, None]], dim=1)
     instances.gt_keypoint_visible = torch.ones(len(boxes), 18, dtype=torch.bool)
 
@@ -181,7 +186,9 @@ def profile_train_step(runner: "Runner", num_ops: int) -> List[str]:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if runner.device.startswith("cuda") else [])
     with profile(activities=activities) as prof:
         runner.train_step(record=False)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0) > 0]
+    events = [
+        e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0) > 0
+    ]
     on_device = runner.device.startswith("cuda")
 
     def self_time(e):
@@ -234,7 +241,9 @@ def main(argv=None):
         '(e.g. --compare-opts "MODEL.LSNET.DEFORM_CONV_IMPL grid_sample": one model, two settings)',
     )
     parser.add_argument(
-        "--amp", action="store_true", help="mixed precision for every model (autocast: float16 on CUDA, bfloat16 on CPU)"
+        "--amp",
+        action="store_true",
+        help="mixed precision for every model (autocast: float16 on CUDA, bfloat16 on CPU)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args(argv)
@@ -297,7 +306,10 @@ def main(argv=None):
             if key in tasks:
                 ratio += [f"{stats[1][key] / stats[0][key]:.3f}x", ""]
         if "flops" in tasks:
-            ratio += [f"{stats[1]['flops'] / stats[0]['flops']:.3f}x", f"{stats[1]['params'] / stats[0]['params']:.3f}x"]
+            ratio += [
+                f"{stats[1]['flops'] / stats[0]['flops']:.3f}x",
+                f"{stats[1]['params'] / stats[0]['params']:.3f}x",
+            ]
         rows.append(ratio)
 
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -12,6 +12,7 @@ then the backward (gradients of the input, weight, positions and modulation), im
 interleaved so that machine noise hits all of them. Reports medians and the ratios to the plain
 conv (``F.conv2d``, the same FLOPs without the gather).
 """
+
 import argparse
 import shlex
 import statistics
@@ -97,8 +98,13 @@ def main(argv=None):
     for name, t in times.items():
         forward, backward = statistics.median(t["forward"]), statistics.median(t["backward"])
         plain_total = plain_total or forward + backward
-        lines.append(f"| {name} | {1000 * forward:.1f} | {1000 * backward:.1f} | {(forward + backward) / plain_total:.2f}x |")
-    lines += ["", "Command: `python tools/benchmark_deform_conv.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "`"]
+        lines.append(
+            f"| {name} | {1000 * forward:.1f} | {1000 * backward:.1f} | {(forward + backward) / plain_total:.2f}x |"
+        )
+    lines += [
+        "",
+        "Command: `python tools/benchmark_deform_conv.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "`",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.output:

@@ -9,6 +9,7 @@ Candidates are timed round-robin so that drifts in machine load hit all of them.
 Example:
     python tools/benchmark_iou_losses.py --output docs/iou_loss_benchmark.md
 """
+
 import argparse
 import os
 import platform
@@ -16,6 +17,7 @@ import shlex
 import statistics
 import sys
 import time
+
 import torch
 import torchvision
 from torchvision import ops
@@ -52,9 +54,7 @@ def benchmark(num_boxes, runs, warmup, seed):
         "torchvision/<kind>".
     """
     pred, gt = random_box_pairs(num_boxes, seed)
-    candidates = {
-        f"ours/{kind}": (lambda p, t, k=kind: box_iou_loss(p, t, k)) for kind in BOX_IOU_LOSS_KINDS
-    }
+    candidates = {f"ours/{kind}": (lambda p, t, k=kind: box_iou_loss(p, t, k)) for kind in BOX_IOU_LOSS_KINDS}
     for kind, loss_fn in TORCHVISION_LOSSES.items():
         candidates[f"torchvision/{kind}"] = lambda p, t, f=loss_fn: f(p, t, reduction="mean")
 
@@ -96,9 +96,7 @@ def _cpu_name():
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-boxes", type=int, default=100_000, help="box pairs per call")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per candidate")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per candidate first")

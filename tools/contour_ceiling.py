@@ -12,6 +12,7 @@ with perfect contour regression and perfect scores would reach; the mask IoU of 
 its GT mask is summarized per category and COCO size (small < 32^2 <= medium < 96^2 px^2 <= large).
 Nothing is trained or loaded; a few seconds for 200 images. Writes results.json to --output.
 """
+
 import argparse
 import json
 import os
@@ -27,9 +28,9 @@ from detectron2.utils.logger import setup_logger
 
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_user_dataset_arguments, contour_landmarks, register_user_datasets
-from iou_aware.structures import mask_to_polygons
 from iou_aware.evaluation import build_coco_evaluator
 from iou_aware.modeling.postprocessing import rasterize_polygons
+from iou_aware.structures import mask_to_polygons
 
 SMALL, LARGE = 32**2, 96**2
 
@@ -43,7 +44,9 @@ def _gt_mask(segmentation, height: int, width: int) -> np.ndarray:
     """(H, W) bool mask of a COCO segmentation: polygons, uncompressed or compressed RLE."""
     if isinstance(segmentation, dict) and isinstance(segmentation["counts"], (str, bytes)):
         counts = segmentation["counts"]
-        return mask_util.decode(dict(segmentation, counts=counts.encode() if isinstance(counts, str) else counts)).astype(bool)
+        return mask_util.decode(
+            dict(segmentation, counts=counts.encode() if isinstance(counts, str) else counts)
+        ).astype(bool)
     rles = mask_util.frPyObjects(segmentation, height, width)
     rle = mask_util.merge(rles) if isinstance(rles, list) else rles
     return mask_util.decode(rle).astype(bool)
@@ -89,7 +92,11 @@ def contour_ceiling(dataset: str, num_points: int, output_dir: str = None):
                 ious[key].append(iou)
     results = evaluator.evaluate()
     summary = {
-        key: {"instances": len(v), "mean_mask_iou": float(np.mean(v)), "share_iou_below_0.75": float(np.mean(np.less(v, 0.75)))}
+        key: {
+            "instances": len(v),
+            "mean_mask_iou": float(np.mean(v)),
+            "share_iou_below_0.75": float(np.mean(np.less(v, 0.75))),
+        }
         for key, v in sorted(ious.items())
     }
     report = {"dataset": dataset, "num_points": num_points, "coco": results, "mask_iou": summary}
@@ -114,8 +121,10 @@ def main(argv=None):
         print(task, {k: round(v, 2) for k, v in report["coco"][task].items() if not k.startswith("AP-")})
         print(task, "per class", {k: round(v, 2) for k, v in report["coco"][task].items() if k.startswith("AP-")})
     for key, value in report["mask_iou"].items():
-        print(f"{key:>20}: {value['instances']:4d} instances, mean mask IoU {value['mean_mask_iou']:.3f}, "
-              f"IoU < 0.75: {value['share_iou_below_0.75']:.1%}")
+        print(
+            f"{key:>20}: {value['instances']:4d} instances, mean mask IoU {value['mean_mask_iou']:.3f}, "
+            f"IoU < 0.75: {value['share_iou_below_0.75']:.1%}"
+        )
 
 
 if __name__ == "__main__":

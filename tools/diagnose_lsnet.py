@@ -23,6 +23,7 @@ On the config's first test set (at test resolution, no flip), with the training 
 
 Writes results.json (and the PNG) to --output and prints a summary.
 """
+
 import argparse
 import json
 import os
@@ -35,17 +36,19 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
-from iou_aware.model_zoo import load_config
 from iou_aware.data import LandmarkDatasetMapper
 from iou_aware.engine import Trainer
 from iou_aware.evaluation import build_coco_evaluator
 from iou_aware.layers import offsets_to_crosses
+from iou_aware.model_zoo import load_config
 
 
 def _setup(args):
     cfg = load_config(args.config_file, args.opts)
     if cfg.MODEL.META_ARCHITECTURE != "LSNet":
-        raise SystemExit(f"diagnose_lsnet.py needs an LSNet config, got MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE}")
+        raise SystemExit(
+            f"diagnose_lsnet.py needs an LSNet config, got MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE}"
+        )
     return cfg
 
 
@@ -94,7 +97,9 @@ def _landmark_errors(model, crosses, matched, points, strides, gt_instances, nam
         gt = instances.get(f"gt_{name}_landmarks")[gt_index]
         error = (landmarks - gt).norm(dim=-1)  # (P, L) px
         size = instances.gt_boxes.area()[gt_index].clamp(min=1).sqrt()[:, None]
-        labelled = instances.gt_keypoint_visible[gt_index] if name == "keypoint" else torch.ones_like(error, dtype=torch.bool)
+        labelled = (
+            instances.gt_keypoint_visible[gt_index] if name == "keypoint" else torch.ones_like(error, dtype=torch.bool)
+        )
         sums["px"] += torch.where(labelled, error, 0).sum(0)
         sums["rel"] += torch.where(labelled, error / size, 0).sum(0)
         sums["count"] += labelled.sum(0)
@@ -102,7 +107,10 @@ def _landmark_errors(model, crosses, matched, points, strides, gt_instances, nam
 
 def diagnose(cfg, model, dataset, output_dir):
     model.eval()
-    tasks_evaluator = {"model": build_coco_evaluator(cfg, dataset, None), "ceiling": build_coco_evaluator(cfg, dataset, None)}
+    tasks_evaluator = {
+        "model": build_coco_evaluator(cfg, dataset, None),
+        "ceiling": build_coco_evaluator(cfg, dataset, None),
+    }
     for evaluator in tasks_evaluator.values():
         evaluator.reset()
     sets = model.head.landmark_sets
@@ -136,7 +144,9 @@ def diagnose(cfg, model, dataset, output_dir):
                     stats[stage][2] += int(hits.sum())
                 for name, (init, refined) in crosses.items():
                     stage_crosses = init if stage == "init" else refined
-                    _landmark_errors(model, stage_crosses, matched, points, strides, gt_instances, name, errors[(name, stage)])
+                    _landmark_errors(
+                        model, stage_crosses, matched, points, strides, gt_instances, name, errors[(name, stage)]
+                    )
             for name, (init, _) in crosses.items():
                 key = (name, "init_at_refine_positives")
                 _landmark_errors(model, init, refine_matched, points, strides, gt_instances, name, errors[key])
@@ -150,7 +160,11 @@ def diagnose(cfg, model, dataset, output_dir):
                 model.head.forward = head_forward
     report = OrderedDict(dataset=dataset, weights=cfg.MODEL.WEIGHTS)
     report["assignment"] = {
-        stage: {"instances": n, "share_with_a_positive": hit / max(n, 1), "positives_per_assigned_instance": pos / max(hit, 1)}
+        stage: {
+            "instances": n,
+            "share_with_a_positive": hit / max(n, 1),
+            "positives_per_assigned_instance": pos / max(hit, 1),
+        }
         for stage, (n, hit, pos) in stats.items()
     }
     report["validation_losses"] = {k: v / max(num_batches, 1) for k, v in losses.items()}
@@ -216,7 +230,9 @@ def main(argv=None):
     print(json.dumps({k: report[k] for k in ("assignment", "validation_losses")}, indent=2))
     for key, value in report["landmark_error"].items():
         per = " ".join(f"{v:.1f}" for v in value["per_landmark_px"])
-        print(f"{key}: mean {value['mean_px']:.2f} px ({value['mean_relative']:.3f} of sqrt(area)); per landmark: {per}")
+        print(
+            f"{key}: mean {value['mean_px']:.2f} px ({value['mean_relative']:.3f} of sqrt(area)); per landmark: {per}"
+        )
     for key, results in report["ap"].items():
         print(key, {task: round(r.get("AP", float("nan")), 2) for task, r in results.items()})
     return report

@@ -46,6 +46,7 @@ backends break ties differently). Exit status: 0 if every check passed, 2 with a
 if one did not, 1 if the model cannot be exported ("cannot trace <meta-architecture>: <reason>")
 or the arguments are wrong.
 """
+
 import argparse
 import os
 import pickle
@@ -56,8 +57,7 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils
+from detectron2.data import DatasetCatalog, MetadataCatalog, detection_utils
 from detectron2.data import transforms as T
 from detectron2.export import TracingAdapter
 from detectron2.modeling import build_model

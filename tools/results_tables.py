@@ -16,6 +16,7 @@ order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a
 is taken against (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
 Each mean row is the mean +- sample standard deviation over the seeds found.
 """
+
 import argparse
 import difflib
 import glob
@@ -96,7 +97,8 @@ def render(spec: Dict[str, str]) -> str:
     machines = sorted({json.dumps([r.get("machine", {}).get(k) for k in ("cpu_cores", "device", "gpu")])
                        for name in names for r in runs[name]})  # fmt: skip
     described = "; ".join(
-        f"{cores} CPU cores, {device}" + (f" ({gpu})" if gpu else "") for cores, device, gpu in map(json.loads, machines)
+        f"{cores} CPU cores, {device}" + (f" ({gpu})" if gpu else "")
+        for cores, device, gpu in map(json.loads, machines)
     )
     lines += ["", f"Records: `docs/results/{folder}/`; commit {', '.join(sorted(commits))}; {described}."]
     return "\n".join(lines) + "\n"
@@ -125,7 +127,9 @@ def main(argv=None) -> int:
             continue
         stale.append(path)
         if args.check:
-            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True), path, "regenerated"))
+            sys.stdout.writelines(
+                difflib.unified_diff(text.splitlines(True), new.splitlines(True), path, "regenerated")
+            )
         else:
             with open(path, "w") as f:
                 f.write(new)

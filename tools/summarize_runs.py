@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Markdown table of the final evaluation of training runs, read from their metrics.json.
 
-    python tools/summarize_runs.py output/shapes/retinanet_slim_R_FPN output/shapes/iou_aware_...
+python tools/summarize_runs.py output/shapes/retinanet_slim_R_FPN output/shapes/iou_aware_...
 """
+
 import argparse
 import json
 import os
@@ -32,7 +33,11 @@ def main(argv=None):
     lines = ["| run | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for run in args.runs:
         results = final_results(run, args.task)
-        lines.append(f"| {os.path.basename(run.rstrip('/'))} | " + " | ".join(f"{results.get(c, float('nan')):.2f}" for c in COLUMNS) + " |")
+        lines.append(
+            f"| {os.path.basename(run.rstrip('/'))} | "
+            + " | ".join(f"{results.get(c, float('nan')):.2f}" for c in COLUMNS)
+            + " |"
+        )
     print("\n".join(lines))
 
 

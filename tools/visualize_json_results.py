@@ -8,6 +8,7 @@
 Each output PNG shows the predictions above ``--conf-threshold`` (left) and the annotations
 (right), drawn by Detectron2's Visualizer: boxes, masks and keypoints when present.
 """
+
 import argparse
 import json
 import os

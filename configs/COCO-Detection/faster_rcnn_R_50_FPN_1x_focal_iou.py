@@ -1,6 +1,7 @@
 """Faster R-CNN R-50-FPN 1x with the Focal-IoU box loss in the ROI box head: the LazyConfig of
 faster_rcnn_R_50_FPN_1x_focal_iou.yaml. Detectron2's ``common/models/mask_rcnn_fpn.py`` without
 the mask head, with IoULossROIHeads and the yaml values where that LazyConfig differs (FREEZE_AT 2)."""
+
 from detectron2.model_zoo import get_config
 
 from iou_aware.modeling import IoULossFastRCNNOutputLayers, IoULossROIHeads

@@ -1,5 +1,6 @@
 """GFL V1, R-50-FPN, 1x: the LazyConfig of gfl_R_50_FPN_1x.yaml (biases at twice the learning
 rate and without weight decay, warmup from 1/3 of the rate, as implus/GFocal's gfl_r50_1x)."""
+
 from ..common.coco_schedule import multi_step_lr
 from ..common.data.coco import dataloader
 from ..common.models.gfl import model

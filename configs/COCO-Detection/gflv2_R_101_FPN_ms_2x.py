@@ -1,5 +1,6 @@
 """GFL V2, R-101-FPN, 2x with multi-scale training (shorter side 480-960): the LazyConfig of
 gflv2_R_101_FPN_ms_2x.yaml."""
+
 from ..common.coco_schedule import multi_step_lr
 from .gflv2_R_50_FPN_1x import dataloader, model, optimizer, train
 

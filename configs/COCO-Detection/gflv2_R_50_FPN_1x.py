@@ -1,4 +1,5 @@
 """GFL V2 (DGQP), R-50-FPN, 1x: the LazyConfig of gflv2_R_50_FPN_1x.yaml."""
+
 from iou_aware.modeling import GFLV2
 
 from ..common.coco_schedule import multi_step_lr

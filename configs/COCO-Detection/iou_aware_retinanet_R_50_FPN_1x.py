@@ -1,4 +1,5 @@
 """IoU-aware RetinaNet, R-50-FPN, 1x: the LazyConfig of iou_aware_retinanet_R_50_FPN_1x.yaml."""
+
 from ..common.coco_schedule import multi_step_lr
 from ..common.data.coco import dataloader
 from ..common.models.iou_aware_retinanet import model

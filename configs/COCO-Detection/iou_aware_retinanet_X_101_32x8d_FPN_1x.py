@@ -1,5 +1,6 @@
 """IoU-aware RetinaNet, ResNeXt-101 32x8d FPN, 1x (FAIR's ImageNet weights, RGB input): the
 LazyConfig of iou_aware_retinanet_X_101_32x8d_FPN_1x.yaml."""
+
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone import BottleneckBlock, ResNet
 

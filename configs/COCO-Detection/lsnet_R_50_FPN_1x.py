@@ -1,5 +1,6 @@
 """LSNet boxes (4 extreme points + centre), R-50-FPN, 1x: the LazyConfig of lsnet_R_50_FPN_1x.yaml.
 Trains with LandmarkDatasetMapper, which writes the landmark targets of ``model.head.task``."""
+
 from iou_aware.data import LandmarkDatasetMapper
 
 from ..common.coco_schedule import multi_step_lr

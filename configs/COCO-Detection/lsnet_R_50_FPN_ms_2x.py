@@ -1,5 +1,6 @@
 """LSNet boxes, R-50-FPN, 2x with multi-scale training (shorter side uniformly in 480-960, longer
 side <= 1333): the LazyConfig of lsnet_R_50_FPN_ms_2x.yaml."""
+
 from ..common.coco_schedule import multi_step_lr
 from .lsnet_R_50_FPN_1x import dataloader, model, optimizer, train
 

@@ -1,6 +1,7 @@
 """LSNet instance segmentation (36 contour points + centre, grouped cross-IoU with 9 groups),
 R-50-FPN, 1x: the LazyConfig of lsnet_R_50_FPN_1x.yaml. Masks are the filled 36-point polygons;
 boxes their extent."""
+
 from iou_aware.data import LandmarkDatasetMapper
 
 from ..common.coco_schedule import multi_step_lr

@@ -1,10 +1,10 @@
 """Learning-rate multipliers as Detectron2's WarmupMultiStepLR builds them from SOLVER.STEPS,
 MAX_ITER, GAMMA, WARMUP_ITERS and WARMUP_FACTOR. Expressed as fractions of the schedule (as
 Detectron2's ``common/coco_schedule.py``), so that a shorter ``train.max_iter`` scales them."""
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 
 def multi_step_lr(steps=(60000, 80000), max_iter=90000, gamma=0.1, warmup_iters=1000, warmup_factor=0.001):
@@ -20,4 +20,3 @@ def multi_step_lr(steps=(60000, 80000), max_iter=90000, gamma=0.1, warmup_iters=
         warmup_method="linear",
         warmup_factor=warmup_factor,
     )
-

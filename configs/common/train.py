@@ -3,6 +3,7 @@ Detectron2's ``common/train.py`` with the yaml defaults of the keys it shares wi
 (SOLVER.CHECKPOINT_PERIOD 5000, TEST.EVAL_PERIOD 0: evaluate after the last iteration, SEED -1)
 and ``clip_grad``: the norm of all gradients together clipped at ``max_norm`` when enabled
 (SOLVER.CLIP_GRADIENTS.CLIP_TYPE "full_model")."""
+
 from detectron2.model_zoo import get_config
 
 train = get_config("common/train.py").train

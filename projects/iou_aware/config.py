@@ -1,4 +1,5 @@
 """``add_iou_aware_config(cfg)``: every config key this package adds, with its default."""
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_iou_aware_config"]
@@ -167,4 +168,3 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # as the reference's pose test (COCO: 1024).
     cfg.MODEL.LSNET.MIN_BOX_AREA_TEST = 0.0
     return cfg
-

@@ -2,6 +2,7 @@
 """Test helper: ``train_net.py`` (same flags, ``--num-gpus N`` for N processes) that writes the
 total loss of every iteration, as the main process logs it (averaged over the workers), to
 OUTPUT_DIR/losses.json. The tiny test datasets are registered in every process."""
+
 import json
 import os
 import sys
@@ -11,10 +12,10 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
 
 from detectron2.engine import HookBase, default_argument_parser  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
+from tiny_datasets import register_tiny_datasets  # noqa: E402
 
 import train_net  # noqa: E402
 from iou_aware.engine import Trainer, launch  # noqa: E402
-from tiny_datasets import register_tiny_datasets  # noqa: E402
 
 
 class RecordLosses(HookBase):

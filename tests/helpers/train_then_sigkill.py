@@ -2,6 +2,7 @@
 """Test helper: ``train_net.py`` that SIGKILLs its own process right after the iteration given by
 the environment variable KILL_AFTER_ITER (after Detectron2's checkpoint hook of that iteration),
 as a crash or an OOM kill would. The tiny test datasets are registered first."""
+
 import os
 import signal
 import sys
@@ -10,10 +11,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
 
 from detectron2.engine import HookBase, default_argument_parser  # noqa: E402
+from tiny_datasets import register_tiny_datasets  # noqa: E402
 
 import train_net  # noqa: E402
 from iou_aware.engine import Trainer  # noqa: E402
-from tiny_datasets import register_tiny_datasets  # noqa: E402
 
 
 class SigkillAfter(HookBase):

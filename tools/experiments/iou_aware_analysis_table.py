@@ -14,6 +14,7 @@ the best alpha of each seed and, where analysed with ``--upper-bound``, AP with 
 Correlation table: Pearson r of the predicted IoU, p and S with the IoU of each detection's best
 ground truth of its class / of any class, over all detections and over those with IoU > 0.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from seeds import mean_std  # noqa: E402
 
 FIELDS = (("pred_ious", "predicted IoU"), ("cls_scores", "p"), ("scores", "S"))
-TARGETS = (("", "same class, all"), ("_overlapping", "same class, IoU > 0"), ("_any_class", "any class, all"),
-           ("_any_class_overlapping", "any class, IoU > 0"))
+TARGETS = (
+    ("", "same class, all"),
+    ("_overlapping", "same class, IoU > 0"),
+    ("_any_class", "any class, all"),
+    ("_any_class_overlapping", "any class, IoU > 0"),
+)
 
 
 def load(folder: str) -> Dict:
@@ -46,8 +51,11 @@ def _cell(values: List[float]) -> str:
 
 
 def ranking_table(models: Dict[str, List[Dict]]) -> str:
-    lines = ["| model | seeds | AP, alpha 1 (p only) | AP, alpha 0.5 | ranking gain | AP75, alpha 1 | AP75, alpha 0.5 "
-             "| best alpha per seed | AP, true IoU |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | seeds | AP, alpha 1 (p only) | AP, alpha 0.5 | ranking gain | AP75, alpha 1 | AP75, alpha 0.5 "
+        "| best alpha per seed | AP, true IoU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, reports in models.items():
         p_only = [r["alpha_sweep"]["1.0"]["AP"] for r in reports]
         default = [r["alpha_sweep"]["0.5"]["AP"] for r in reports]
@@ -77,8 +85,14 @@ def correlation_table(models: Dict[str, List[Dict]]) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--analysis", nargs="+", action="append", required=True, metavar="NAME DIR",
-                        help="a model's name, then one tools/analyze.py output folder per seed; repeatable")
+    parser.add_argument(
+        "--analysis",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="NAME DIR",
+        help="a model's name, then one tools/analyze.py output folder per seed; repeatable",
+    )
     args = parser.parse_args(argv)
     models = {}
     for spec in args.analysis:

@@ -15,6 +15,7 @@ OUTPUT/ap_per_seed_<task>.png (AP per model, one point per seed). With ``--recor
 finished run's record (``run_record.json``, written by ``train_net.py``) is copied to
 DIR/NAME/seedK.json, the data the results tables are generated from (``tools/results_tables.py``).
 """
+
 import argparse
 import json
 import math
@@ -50,7 +51,17 @@ def train_once(train_script: str, config: str, seed: int, output_dir: str, opts:
     if record is not None:
         return record
     os.makedirs(output_dir, exist_ok=True)
-    command = [sys.executable, train_script, "--config-file", config, *opts, "SEED", str(seed), "OUTPUT_DIR", output_dir]
+    command = [
+        sys.executable,
+        train_script,
+        "--config-file",
+        config,
+        *opts,
+        "SEED",
+        str(seed),
+        "OUTPUT_DIR",
+        output_dir,
+    ]
     print("[seeds]", " ".join(command), flush=True)
     start = time.monotonic()
     with open(os.path.join(output_dir, "seeds_log.txt"), "w") as log:
@@ -88,7 +99,10 @@ def mean_std(values: List[float]):
 
 def table(records: Dict[str, List[Dict]], task: str) -> str:
     """Markdown: a mean +- std row per model, then its seeds' values; the wall time per run."""
-    lines = [f"| {task} | seeds | " + " | ".join(COLUMNS) + " | wall time / run |", "|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    lines = [
+        f"| {task} | seeds | " + " | ".join(COLUMNS) + " | wall time / run |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 1),
+    ]
     for name, runs in records.items():
         cells = []
         for column in COLUMNS:
@@ -127,11 +141,19 @@ def plot(records: Dict[str, List[Dict]], task: str, path: str) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", nargs="+", action="append", required=True, metavar="NAME CONFIG [KEY VALUE]",
-                        help="a model: its name, config file and its own overrides; repeatable")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="NAME CONFIG [KEY VALUE]",
+        help="a model: its name, config file and its own overrides; repeatable",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tasks", default="bbox", help="comma-separated COCO tasks to tabulate (bbox, segm, keypoints)")
+    parser.add_argument(
+        "--tasks", default="bbox", help="comma-separated COCO tasks to tabulate (bbox, segm, keypoints)"
+    )
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides for every run")
     parser.add_argument("--train-script", default=os.path.join(REPO_ROOT, "train_net.py"))
     parser.add_argument("--records", help="copy each finished run's run_record.json to RECORDS/NAME/seedK.json")
@@ -164,7 +186,10 @@ def main(argv=None):
     records = {name: runs_of_model for name, runs_of_model in records.items() if runs_of_model}
     if not records:
         raise SystemExit(f"[seeds] no finished run under {args.output}")
-    report = [f"Command: `python tools/experiments/seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
+    report = [
+        f"Command: `python tools/experiments/seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        "",
+    ]
     for task in tasks:
         report += [table(records, task), ""]
         plot(records, task, os.path.join(args.output, f"ap_per_seed_{task}.png"))

@@ -11,6 +11,7 @@ status is pytest's.
     python tools/mutation/fork_server.py serve --socket /tmp/s &
     python tools/mutation/fork_server.py run --socket /tmp/s -- -x -q tests/test_postprocessing.py  # pytest after --
 """
+
 import argparse
 import json
 import os

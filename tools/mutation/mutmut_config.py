@@ -4,6 +4,7 @@
 Read by mutmut from the working directory; ``tools/mutation/run.sh`` copies it into a throwaway
 worktree of HEAD and runs mutmut there, so the checkout you work in is never mutated.
 """
+
 import ast
 import functools
 import os
@@ -35,8 +36,12 @@ TARGETS = {
         ["tests/test_iou_aware_pinned.py"],
     ),
     "modeling/meta_arch/iou_aware_retinanet.py": (
-        ["IoUAwareRetinaNet.losses", "IoUAwareRetinaNet.forward_inference",
-         "IoUAwareRetinaNet.inference_single_image", "IoUAwareRetinaNet._decode_level"],
+        [
+            "IoUAwareRetinaNet.losses",
+            "IoUAwareRetinaNet.forward_inference",
+            "IoUAwareRetinaNet.inference_single_image",
+            "IoUAwareRetinaNet._decode_level",
+        ],
         ["tests/test_iou_aware_pinned.py"],
     ),
     "modeling/roi_heads/iou_loss_roi_heads.py": (
@@ -44,15 +49,25 @@ TARGETS = {
         ["tests/test_iou_loss_roi_heads_pinned.py"],
     ),
     "modeling/meta_arch/lsnet.py": (
-        ["LSNet.decode_landmarks", "LSNet.assign", "LSNet.losses", "LSNet._normalizer",
-         "LSNet._landmark_loss", "LSNet.forward_inference"],
+        [
+            "LSNet.decode_landmarks",
+            "LSNet.assign",
+            "LSNet.losses",
+            "LSNet._normalizer",
+            "LSNet._landmark_loss",
+            "LSNet.forward_inference",
+        ],
         ["tests/test_lsnet_pinned.py"],
     ),
 }
 # The rest of the model-level suite, run on the survivors of the specification tests.
 SURVIVOR_TESTS = [
-    "tests/test_gfl.py", "tests/test_iou_aware_retinanet.py", "tests/test_iou_loss_roi_heads.py",
-    "tests/test_lsnet.py", "tests/test_lsnet_tasks.py", "tests/test_postprocessing.py",
+    "tests/test_gfl.py",
+    "tests/test_iou_aware_retinanet.py",
+    "tests/test_iou_loss_roi_heads.py",
+    "tests/test_lsnet.py",
+    "tests/test_lsnet_tasks.py",
+    "tests/test_postprocessing.py",
 ]
 # Lines whose mutants cannot change a result: TensorBoard statistics.
 HARMLESS = ("put_scalar(",)
@@ -61,7 +76,7 @@ HARMLESS = ("put_scalar(",)
 @functools.lru_cache(maxsize=None)
 def _mutable_lines(path):
     """0-based line indices inside the target functions of ``path``, docstrings excluded."""
-    wanted = set(TARGETS[path[len(PACKAGE):]][0])
+    wanted = set(TARGETS[path[len(PACKAGE) :]][0])
     tree = ast.parse(open(path).read())
     lines = set()
 
@@ -99,11 +114,13 @@ def all_test_files():
 
 def pre_mutation(context):
     path = os.path.relpath(context.filename).replace(os.sep, "/")
-    if not path.startswith(PACKAGE) or path[len(PACKAGE):] not in TARGETS:
+    if not path.startswith(PACKAGE) or path[len(PACKAGE) :] not in TARGETS:
         context.skip = True
         return
-    if context.current_line_index not in _mutable_lines(path) or any(h in context.current_source_line for h in HARMLESS):
+    if context.current_line_index not in _mutable_lines(path) or any(
+        h in context.current_source_line for h in HARMLESS
+    ):
         context.skip = True
         return
-    tests = [t for t in TARGETS[path[len(PACKAGE):]][1] if os.path.isfile(t)]
+    tests = [t for t in TARGETS[path[len(PACKAGE) :]][1] if os.path.isfile(t)]
     context.config.test_command = f"{PYTEST} {' '.join(tests)}"

@@ -2,6 +2,7 @@
 """Summarize a mutmut 2 run (its ``.mutmut-cache`` in the working directory) as markdown: per
 file, mutants killed / survived / timed out (skipped ones are outside the target functions), the
 score killed / (killed + survived + timed out), and the diff of every surviving mutant."""
+
 import argparse
 import collections
 import sqlite3
@@ -19,14 +20,26 @@ def main(argv=None):
     parser.add_argument("--output", required=True)
     parser.add_argument("--results", help="unused; kept for the log")
     args = parser.parse_args(argv)
-    rows = sqlite3.connect(args.cache).execute(
-        "SELECT Mutant.id, Mutant.status, SourceFile.filename, Line.line_number, Line.line FROM Mutant "
-        "JOIN Line ON Mutant.line = Line.id JOIN SourceFile ON Line.sourcefile = SourceFile.id ORDER BY Mutant.id"
-    ).fetchall()
+    rows = (
+        sqlite3.connect(args.cache)
+        .execute(
+            "SELECT Mutant.id, Mutant.status, SourceFile.filename, Line.line_number, Line.line FROM Mutant "
+            "JOIN Line ON Mutant.line = Line.id JOIN SourceFile ON Line.sourcefile = SourceFile.id ORDER BY Mutant.id"
+        )
+        .fetchall()
+    )
     per_file = collections.defaultdict(collections.Counter)
     survivors = []
     for mutant_id, status, filename, line_number, line in rows:
-        kind = "killed" if status in KILLED else "survived" if status in SURVIVED else "timeout" if status in TIMEOUT else status
+        kind = (
+            "killed"
+            if status in KILLED
+            else "survived"
+            if status in SURVIVED
+            else "timeout"
+            if status in TIMEOUT
+            else status
+        )
         per_file[filename][kind] += 1
         if kind == "survived":
             survivors.append((mutant_id, filename, line_number + 1))

@@ -2,6 +2,7 @@
 (shorter side 800, at most 1333, horizontal flips; test at 800), evaluated by
 ``ThresholdedCOCOEvaluator`` into ``<train.output_dir>/inference/<dataset>``. Detectron2's
 ``common/data/coco.py`` with those values."""
+
 from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 

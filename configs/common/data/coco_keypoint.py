@@ -1,5 +1,6 @@
 """COCO person keypoints (``keypoints_coco_2017_*``, images with at least one keypoint), as
 ``coco.py`` otherwise; boxes and keypoints are evaluated."""
+
 from detectron2.config import LazyCall as L
 from detectron2.data.detection_utils import create_keypoint_hflip_indices
 

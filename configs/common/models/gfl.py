@@ -1,5 +1,6 @@
 """Generalized Focal Loss V1, R-50-FPN with P6 / P7 from P5 (Base-GFL.yaml + MODEL.GFL defaults).
 V2: ``_target_`` GFLV2 and ``head.use_dgqp`` True (``gflv2_R_50_FPN_1x.py``)."""
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.model_zoo import get_config

@@ -1,6 +1,7 @@
 """IoU-aware RetinaNet, R-50-FPN (Base-RetinaNet.yaml + MODEL.IOU_AWARE defaults): Detectron2's
 ``common/models/retinanet.py`` with the IoU-aware meta-architecture and head, and the yaml values
 where Detectron2's LazyConfig differs from its yaml defaults (FREEZE_AT 2, SMOOTH_L1_LOSS_BETA 0.1)."""
+
 from detectron2.model_zoo import get_config
 
 from iou_aware.modeling import IoUAwareRetinaNet, IoUAwareRetinaNetHead

@@ -1,12 +1,13 @@
 """LSNet boxes, R-50-FPN with GN in FPN and head, P6 / P7 from C5 and deformable towers
 (Base-LSNet.yaml + MODEL.LSNET defaults). ``head.task`` "contour" / "keypoint" give the instance
 segmentation and pose models (``COCO-InstanceSegmentation`` / ``COCO-Keypoints``)."""
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.model_zoo import get_config
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
-from iou_aware.modeling import LSNet, ATSSAssigner, CentrePointAssigner, LandmarkHead
+from iou_aware.modeling import ATSSAssigner, CentrePointAssigner, LandmarkHead, LSNet
 
 STRIDES = [8, 16, 32, 64, 128]  # P3-P7
 POINT_BASE_SCALE = 4  # MODEL.LSNET.POINT_BASE_SCALE

@@ -13,6 +13,7 @@ The counts are model-level problems and always stop training. The per-record pro
 unless ``DATALOADER.FILTER_INVALID_ANNOTATIONS`` is True: then the bad annotations and the records
 whose image is missing are dropped, and the counts logged.
 """
+
 import logging
 import os
 from collections import OrderedDict
@@ -65,8 +66,14 @@ def find_record_problems(records: Sequence[Dict], needs_masks: bool = False) -> 
             x0, y0, x1, y1 = _xyxy(annotation["bbox"], annotation["bbox_mode"])
             if x1 < x0 or y1 < y0:
                 problems.append(DatasetProblem("inverted_box", image, name, _box_words(annotation)))
-            elif width is not None and height is not None and (
-                min(x0, y0) < -_OUTSIDE_TOLERANCE_PX or x1 > width + _OUTSIDE_TOLERANCE_PX or y1 > height + _OUTSIDE_TOLERANCE_PX
+            elif (
+                width is not None
+                and height is not None
+                and (
+                    min(x0, y0) < -_OUTSIDE_TOLERANCE_PX
+                    or x1 > width + _OUTSIDE_TOLERANCE_PX
+                    or y1 > height + _OUTSIDE_TOLERANCE_PX
+                )
             ):
                 words = f"{_box_words(annotation)} in a {width}x{height} image"
                 problems.append(DatasetProblem("box_outside_image", image, name, words))
@@ -124,7 +131,9 @@ def _report(problems: List[DatasetProblem]) -> List[str]:
         if not found:
             continue
         examples = "; ".join(
-            f"image {p.image}" + (f", annotation {p.annotation}" if p.annotation is not None else "") + (f": {p.detail}" if p.detail else "")
+            f"image {p.image}"
+            + (f", annotation {p.annotation}" if p.annotation is not None else "")
+            + (f": {p.detail}" if p.detail else "")
             for p in found[:_EXAMPLES]
         )
         lines.append(f"{len(found)} x {words}, e.g. {examples}")
@@ -152,9 +161,13 @@ def check_training_records(
     filtering = cfg.DATALOADER.FILTER_INVALID_ANNOTATIONS
     if errors or (problems and not filtering):
         lines = errors + _report(problems)
-        hint = "" if not problems else (
-            "\nFix the annotation file, or set DATALOADER.FILTER_INVALID_ANNOTATIONS True to drop the bad annotations "
-            "and the images whose file is missing."
+        hint = (
+            ""
+            if not problems
+            else (
+                "\nFix the annotation file, or set DATALOADER.FILTER_INVALID_ANNOTATIONS True to drop the bad annotations "
+                "and the images whose file is missing."
+            )
         )
         raise DatasetCheckError(
             f"The training data {list(dataset_names)} does not fit the model ({len(lines)} problems):\n  - "
@@ -176,6 +189,9 @@ def check_training_records(
         kept.append(dict(record, annotations=annotations))
     logger.warning(
         "DATALOADER.FILTER_INVALID_ANNOTATIONS: dropped %d of %d images (missing files) and %d annotations:\n  - %s",
-        len(missing), len(records), len(bad), "\n  - ".join(_report(problems)),
+        len(missing),
+        len(records),
+        len(bad),
+        "\n  - ".join(_report(problems)),
     )
     return kept

@@ -110,7 +110,9 @@ class LandmarkDatasetMapper(DatasetMapper):
         missing = [i for i, a in enumerate(annotations) if not a.get("segmentation") and not a.get("iscrowd", 0)]
         if not missing or len(missing) == len(annotations) and self.box_from_polygons:
             if missing:  # no masks at all: Detectron2 reads none, the border midpoints are used
-                dataset_dict = dict(dataset_dict, annotations=[{k: v for k, v in a.items() if k != "segmentation"} for a in annotations])
+                dataset_dict = dict(
+                    dataset_dict, annotations=[{k: v for k, v in a.items() if k != "segmentation"} for a in annotations]
+                )
             return dataset_dict
         if not self.box_from_polygons:
             ids = [annotations[i].get("id", f"#{i}") for i in missing]
@@ -123,4 +125,3 @@ class LandmarkDatasetMapper(DatasetMapper):
             x0, y0, x1, y1 = BoxMode.convert(annotations[i]["bbox"], annotations[i]["bbox_mode"], BoxMode.XYXY_ABS)
             annotations[i]["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
         return dict(dataset_dict, annotations=annotations)
-

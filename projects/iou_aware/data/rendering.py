@@ -4,6 +4,7 @@
 Images are (H, W, 3) uint8 RGB; masks are (H, W) bool. Polygon coordinates follow COCO: continuous
 pixel coordinates where pixel (i, j) covers [j, j + 1) x [i, i + 1), so a pixel centre is +0.5.
 """
+
 from typing import List, Optional, Tuple
 
 import cv2

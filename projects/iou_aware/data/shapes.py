@@ -3,6 +3,7 @@
 Each object's annotation is its visible part (later shapes occlude earlier ones): COCO polygons of
 the visible mask and the box of those polygons.
 """
+
 from typing import Dict, List, Tuple
 
 import cv2
@@ -81,9 +82,7 @@ def render_shapes_image(
         radius = diameter / 2
         cx = rng.uniform(0.3 * radius, width - 0.3 * radius)
         cy = rng.uniform(0.3 * radius, height - 0.3 * radius)
-        mask = _draw_shape_mask(
-            SHAPE_CLASSES[kind_index], height, width, cx, cy, radius, rng.uniform(0, 2 * np.pi)
-        )
+        mask = _draw_shape_mask(SHAPE_CLASSES[kind_index], height, width, cx, cy, radius, rng.uniform(0, 2 * np.pi))
         if mask.sum() == 0:
             continue
         paint_object(image, mask, rng, avoid=mean_background)

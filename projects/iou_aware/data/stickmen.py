@@ -4,6 +4,7 @@ A figure is a filled torso, a round head and thick limbs between its keypoints. 
 occlude earlier ones. Keypoint visibility follows COCO: 2 = visible, 1 = labelled but occluded by
 another figure, 0 = outside the image (stored as (0, 0, 0)).
 """
+
 from typing import Dict, List, Tuple
 
 import cv2
@@ -21,9 +22,7 @@ __all__ = ["render_stickmen_image", "KEYPOINT_NAMES", "KEYPOINT_FLIP_MAP", "SKEL
 KEYPOINT_NAMES = COCO_PERSON_KEYPOINT_NAMES
 KEYPOINT_FLIP_MAP = COCO_PERSON_KEYPOINT_FLIP_MAP
 # COCO's "skeleton": 1-based keypoint index pairs.
-SKELETON = [
-    [KEYPOINT_NAMES.index(a) + 1, KEYPOINT_NAMES.index(b) + 1] for a, b, _ in KEYPOINT_CONNECTION_RULES
-]
+SKELETON = [[KEYPOINT_NAMES.index(a) + 1, KEYPOINT_NAMES.index(b) + 1] for a, b, _ in KEYPOINT_CONNECTION_RULES]
 _K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 _LIMBS = [
     ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),

@@ -4,6 +4,7 @@
 registered when ``iou_aware`` is imported; the files are generated on first use. Generation is
 deterministic: image ``i`` of a dataset is drawn from ``numpy.random.default_rng([seed, i])``.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -19,9 +20,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
 
+from ..utils import check_choice
 from .shapes import SHAPE_CLASSES, render_shapes_image
 from .stickmen import KEYPOINT_FLIP_MAP, KEYPOINT_NAMES, SKELETON, render_stickmen_image
-from ..utils import check_choice
 
 __all__ = [
     "SyntheticDatasetSpec",

@@ -16,6 +16,7 @@ work without code:
 
 :func:`oks_sigmas_for` gives COCOEvaluator the OKS sigmas of a keypoint set other than COCO's 17.
 """
+
 import argparse
 import json
 import logging
@@ -46,7 +47,25 @@ __all__ = [
 COCO_KEYPOINT_OKS_SIGMAS = dict(
     zip(
         COCO_PERSON_KEYPOINT_NAMES,
-        [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089],
+        [
+            0.026,
+            0.025,
+            0.025,
+            0.035,
+            0.035,
+            0.079,
+            0.079,
+            0.072,
+            0.072,
+            0.062,
+            0.062,
+            0.107,
+            0.107,
+            0.087,
+            0.087,
+            0.089,
+            0.089,
+        ],
     )
 )
 _OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
@@ -98,11 +117,15 @@ def _mirror(name: str) -> Optional[str]:
     for i, token in enumerate(tokens):
         other = _OTHER_SIDE.get(token.lower())
         if other is not None:
-            tokens[i] = other.upper() if token.isupper() and len(token) > 1 else (other.capitalize() if token[0].isupper() else other)
+            tokens[i] = (
+                other.upper()
+                if token.isupper() and len(token) > 1
+                else (other.capitalize() if token[0].isupper() else other)
+            )
             return "".join(tokens)
     camel = re.match(r"^(Left|Right)(?=[A-Z0-9])", name)
     if camel:
-        return ("Right" if camel.group(1) == "Left" else "Left") + name[camel.end():]
+        return ("Right" if camel.group(1) == "Left" else "Left") + name[camel.end() :]
     return None
 
 
@@ -118,7 +141,11 @@ def keypoint_metadata(categories: Sequence[Dict]) -> Dict:
         if other in names and (other, name) not in flip_map and other != name:
             flip_map.append((name, other))
     skeleton = category.get("skeleton") or []
-    rules = [(names[a - 1], names[b - 1], (102, 204, 255)) for a, b in skeleton if 0 < a <= len(names) and 0 < b <= len(names)]
+    rules = [
+        (names[a - 1], names[b - 1], (102, 204, 255))
+        for a, b in skeleton
+        if 0 < a <= len(names) and 0 < b <= len(names)
+    ]
     return {"keypoint_names": names, "keypoint_flip_map": flip_map, "keypoint_connection_rules": rules}
 
 
@@ -166,7 +193,9 @@ def register_voc_datasets(specs: Sequence[Sequence[str]], class_names: Optional[
         logging.getLogger(__name__).warning(
             "--register-voc %s: %d classes read from the XML files (sorted; category ids in this order; "
             "--voc-classes fixes them): %s",
-            ", ".join(name for name, _, _ in specs), len(class_names), ", ".join(class_names),
+            ", ".join(name for name, _, _ in specs),
+            len(class_names),
+            ", ".join(class_names),
         )
     for name, dirname, split in specs:
         register_voc_dataset(name, dirname, split, class_names)

@@ -1,4 +1,5 @@
 """Checks on annotations before they reach a model: bad boxes fail loudly, naming the annotation."""
+
 from typing import Callable, Dict
 
 from detectron2.structures import BoxMode

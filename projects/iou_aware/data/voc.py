@@ -11,6 +11,7 @@ it cannot read, by path (a broken XML, no ``<size>``, an object without a name o
 class not in the dataset's). Missing images are found by the start-up checks
 (:mod:`iou_aware.data.dataset_checks`).
 """
+
 import functools
 import glob
 import os
@@ -144,7 +145,9 @@ def find_voc_problems(
 
 def _report(dataset: str, problems: Sequence[str], purpose: str) -> str:
     more = f"\n  ... and {len(problems) - _EXAMPLES} more" if len(problems) > _EXAMPLES else ""
-    return f"{purpose} VOC dataset {dataset}: {len(problems)} problems:\n  - " + "\n  - ".join(problems[:_EXAMPLES]) + more
+    return (
+        f"{purpose} VOC dataset {dataset}: {len(problems)} problems:\n  - " + "\n  - ".join(problems[:_EXAMPLES]) + more
+    )
 
 
 def load_checked_voc_instances(dirname: str, split: str, class_names: Sequence[str], dataset: str = "") -> List[dict]:
@@ -159,7 +162,9 @@ def load_checked_voc_instances(dirname: str, split: str, class_names: Sequence[s
         raise VOCFormatError(_report(dataset or dirname, problems, "Cannot load")) from e
 
 
-def register_voc_dataset(name: str, dirname: str, split: str, class_names: Sequence[str], year: int = USER_VOC_YEAR) -> None:
+def register_voc_dataset(
+    name: str, dirname: str, split: str, class_names: Sequence[str], year: int = USER_VOC_YEAR
+) -> None:
     """Register ``split`` of the VOC folder ``dirname`` as ``name`` (a name registered before is
     replaced): :func:`load_checked_voc_instances` and ``register_pascal_voc``'s metadata with
     ``evaluator_type`` "pascal_voc"."""
@@ -167,7 +172,9 @@ def register_voc_dataset(name: str, dirname: str, split: str, class_names: Seque
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, functools.partial(load_checked_voc_instances, dirname, split, list(class_names), name))
+    DatasetCatalog.register(
+        name, functools.partial(load_checked_voc_instances, dirname, split, list(class_names), name)
+    )
     MetadataCatalog.get(name).set(
         thing_classes=list(class_names), dirname=dirname, year=year, split=split, evaluator_type="pascal_voc"
     )

@@ -1,6 +1,7 @@
 """Deployment of exported models: what an export traces, the JSON description written beside an
 exported model, the post-processing that brings its detections to the original image, and
 :class:`OnnxPredictor` (ONNX Runtime, imported when a predictor is made)."""
+
 from .description import (
     DESCRIPTION_FILE,
     DESCRIPTION_VERSION,

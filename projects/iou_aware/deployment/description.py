@@ -30,6 +30,7 @@ are XYXY pixels (Detectron2's ``Boxes``), R is the number of detections. ``postp
 holds the arguments of :meth:`iou_aware.modeling.LSNet.postprocess_landmarks` for LSNet, else
 null. ``metadata`` holds what Detectron2's ``Visualizer`` reads from the test dataset's metadata.
 """
+
 import json
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple

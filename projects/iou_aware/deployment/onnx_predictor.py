@@ -10,6 +10,7 @@ It needs ONNX Runtime (``pip install iou_aware[onnx]`` or ``pip install onnxrunt
 the model's config nor its weights nor a pickle: everything comes from ``export.json``
 (:mod:`iou_aware.deployment.description`).
 """
+
 import os
 from typing import Dict, List, Optional, Sequence
 

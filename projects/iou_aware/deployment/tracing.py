@@ -1,5 +1,6 @@
 """What an export traces: the network part of a detector, from one preprocessed image to its raw
 detections in the coordinates of that image."""
+
 from typing import Callable, Dict, List
 
 import torch

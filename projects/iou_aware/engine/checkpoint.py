@@ -1,5 +1,6 @@
 """Checkpoint loading that fails loudly where Detectron2 only logs: a missing weights file, or a
 checkpoint of another architecture used for evaluation."""
+
 import os
 from typing import List
 

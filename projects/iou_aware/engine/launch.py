@@ -6,6 +6,7 @@ which DDP rejects for CPU modules; here the workers join a gloo process group in
 same local process group Detectron2's ``comm`` helpers read, and DDP gets no device ids. Same
 arguments and semantics otherwise (``--num-machines``, ``--machine-rank``, ``--dist-url``).
 """
+
 import contextlib
 import logging
 import socket
@@ -25,7 +26,15 @@ __all__ = ["launch", "cpu_ddp_model_wrapping"]
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
 
-def launch(main_func, num_processes_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=(), timeout=DEFAULT_TIMEOUT):
+def launch(
+    main_func,
+    num_processes_per_machine,
+    num_machines=1,
+    machine_rank=0,
+    dist_url=None,
+    args=(),
+    timeout=DEFAULT_TIMEOUT,
+):
     """Run ``main_func(*args)`` in ``num_processes_per_machine`` processes on each machine: one per
     GPU with CUDA (Detectron2's launch), CPU processes on the gloo backend without it."""
     world_size = num_machines * num_processes_per_machine

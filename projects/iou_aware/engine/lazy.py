@@ -7,6 +7,7 @@ norm of all gradients together, as the yaml's SOLVER.CLIP_GRADIENTS CLIP_TYPE "f
 without CUDA, ``train.device`` "cuda" falls back to "cpu"; :func:`do_train` returns the results
 of the last evaluation.
 """
+
 import itertools
 import logging
 from typing import Dict, Sequence
@@ -147,9 +148,7 @@ def do_train(args, cfg: DictConfig) -> Dict:
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, evaluate),
-            hooks.PeriodicWriter(
-                default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period
-            )
+            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
             if comm.is_main_process()
             else None,
         ]

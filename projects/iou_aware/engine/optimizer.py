@@ -5,6 +5,7 @@ own; mmdetection's ``grad_clip=dict(max_norm=35, norm_type=2)`` (the LSNet and I
 clips the norm of all gradients together, which is what ``"full_model"`` does here (the name
 Detectron2's DeepLab and Mask2Former projects use for it).
 """
+
 import itertools
 
 import torch
@@ -24,7 +25,9 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP_TYPE):
         return build_detectron2_optimizer(cfg, model)
     if clip.CLIP_VALUE <= 0:
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for full_model clipping, got {clip.CLIP_VALUE}.")
+        raise ValueError(
+            f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for full_model clipping, got {clip.CLIP_VALUE}."
+        )
     plain = cfg.clone()
     plain.defrost()
     plain.SOLVER.CLIP_GRADIENTS.ENABLED = False

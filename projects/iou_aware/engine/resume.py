@@ -8,6 +8,7 @@ a run killed after a checkpoint continues exactly where it was:
 * checkpoints written atomically: :class:`AtomicDetectionCheckpointer` writes to a temporary file
   and renames it, so a kill never leaves a half-written checkpoint or ``last_checkpoint`` tag.
 """
+
 import itertools
 import os
 import random

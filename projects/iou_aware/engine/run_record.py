@@ -9,6 +9,7 @@ outputs, so that a result can be committed as data and every table rebuilt from 
 
 Metrics are Detectron2's evaluation results as returned by the trainer (NaN written as null).
 """
+
 import datetime
 import json
 import math
@@ -32,7 +33,11 @@ def git_commit(path: str = _PACKAGE_DIR):
             ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None, None

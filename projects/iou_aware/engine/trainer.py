@@ -1,5 +1,6 @@
 """Detectron2's DefaultTrainer, evaluating each dataset with the evaluator its metadata names (COCO
 tasks as the dataset supports them, or PASCAL VOC), and resuming exactly where a killed run stopped."""
+
 import os
 import weakref
 from typing import Dict, List, Optional, Tuple

@@ -1,5 +1,6 @@
 """The evaluator of a test dataset, chosen from its metadata as Detectron2's tools/train_net.py
 does, or by ``TEST.EVALUATOR``."""
+
 from typing import Optional
 
 from detectron2.data import MetadataCatalog
@@ -15,7 +16,7 @@ EVALUATOR_CHOICES = ("auto", "coco", "pascal_voc")
 
 
 def evaluator_type_for(cfg, dataset_name: str) -> str:
-    """"coco" or "pascal_voc": ``TEST.EVALUATOR``, or with "auto" the dataset's metadata
+    """ "coco" or "pascal_voc": ``TEST.EVALUATOR``, or with "auto" the dataset's metadata
     ``evaluator_type`` ("pascal_voc" for Detectron2's ``voc_*`` and ``--register-voc`` datasets;
     "coco" for any other type and for datasets without one: user COCO files, the synthetic ones)."""
     choice = check_choice("TEST.EVALUATOR", cfg.TEST.EVALUATOR, EVALUATOR_CHOICES)

@@ -1,4 +1,5 @@
 """COCOEvaluator set up for whatever the dataset and the model provide, plus AP per IoU threshold."""
+
 import logging
 import tempfile
 from typing import Optional, Tuple

@@ -8,6 +8,7 @@ ground-truth box, any class) in place of the predicted one, on the same weights.
 
 ``tools/analyze.py --upper-bound`` runs it.
 """
+
 from typing import Dict, List
 
 import torch

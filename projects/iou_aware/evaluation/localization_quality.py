@@ -6,6 +6,7 @@ rewards) and with the best ground-truth box of any class ("iou_any_class", what 
 IoU branch is trained to predict). Pearson's r is reported against both, on all detections and on
 those that overlap a GT at all (IoU > 0; the rest is the background the NMS and top-k let through).
 """
+
 import itertools
 import logging
 from collections import OrderedDict

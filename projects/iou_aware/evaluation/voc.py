@@ -1,5 +1,6 @@
 """PASCAL VOC datasets (Detectron2's builtin ``voc_*`` and ``--register-voc`` folders) evaluated by
 Detectron2's PascalVOCDetectionEvaluator, or COCO-style with VOC's "difficult" objects ignored."""
+
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -46,7 +47,14 @@ def voc_coco_ground_truth(dataset_name: str) -> Dict:
     metadata = MetadataCatalog.get(dataset_name)
     images, annotations = [], []
     for record in DatasetCatalog.get(dataset_name):
-        images.append({"id": record["image_id"], "file_name": record["file_name"], "height": record["height"], "width": record["width"]})
+        images.append(
+            {
+                "id": record["image_id"],
+                "file_name": record["file_name"],
+                "height": record["height"],
+                "width": record["width"],
+            }
+        )
         difficult = _difficult_flags(os.path.join(metadata.dirname, "Annotations", f"{record['image_id']}.xml"))
         assert len(difficult) == len(record["annotations"]), record["image_id"]
         for annotation, crowd in zip(record["annotations"], difficult):

@@ -1,5 +1,12 @@
 from .box_geometry import aligned_box_iou, pairwise_box_iou
-from .cross_iou import CROSS_IOU_MODES, NUM_BOX_LANDMARKS, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, offsets_to_crosses
+from .cross_iou import (
+    CROSS_IOU_MODES,
+    NUM_BOX_LANDMARKS,
+    cross_iou_loss,
+    crosses_to_offsets,
+    landmarks_to_boxes,
+    offsets_to_crosses,
+)
 from .gfl_losses import (
     distribution_focal_loss,
     integral_distance,

@@ -5,8 +5,11 @@ Boxes are ``(x1, y1, x2, y2)`` in absolute pixels and ``width = x2 - x1`` (no "+
 This module is the single implementation of these measures in the package; losses
 and matchers build on it.
 """
+
 import math
+
 import torch
+
 from ..utils.choices import check_choice
 
 __all__ = ["pairwise_box_iou", "aligned_box_iou"]
@@ -14,9 +17,7 @@ __all__ = ["pairwise_box_iou", "aligned_box_iou"]
 BOX_IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
 
-def pairwise_box_iou(
-    boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou", eps: float = 1e-7
-) -> torch.Tensor:
+def pairwise_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou", eps: float = 1e-7) -> torch.Tensor:
     """
     IoU-family measure between every box of ``boxes1`` and every box of ``boxes2``.
 
@@ -35,9 +36,7 @@ def pairwise_box_iou(
     return _box_iou(boxes1[:, None, :], boxes2[None, :, :], kind, eps)
 
 
-def aligned_box_iou(
-    boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou", eps: float = 1e-7
-) -> torch.Tensor:
+def aligned_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou", eps: float = 1e-7) -> torch.Tensor:
     """
     IoU-family measure between ``boxes1[i]`` and ``boxes2[i]``.
 

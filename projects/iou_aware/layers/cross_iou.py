@@ -7,13 +7,15 @@ non-negative "cross" of 4 lengths in the channel order [y-, y+, x-, x+]: how far
 landmark lies up, down, left and right of the anchor point. Offsets and crosses share their
 unit; LSNet divides pixels by 4 * stride.
 """
+
 import math
 from typing import Optional
+
 import torch
 
+from ..utils.choices import check_choice
 from .box_geometry import aligned_box_iou
 from .reduction import check_weight_and_reduction, weighted_reduce
-from ..utils.choices import check_choice
 
 __all__ = [
     "CROSS_IOU_MODES",
@@ -34,7 +36,6 @@ NUM_BOX_LANDMARKS = 5
 KEYPOINT_OVERLAPS = ("axis", "object")
 
 
-
 def offsets_to_crosses(offsets: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
     """
     Target crosses of landmark offsets. On each axis the offset's magnitude goes into the
@@ -51,9 +52,7 @@ def offsets_to_crosses(offsets: torch.Tensor, alpha: float = 0.2) -> torch.Tenso
     if offsets.dim() == 0 or offsets.shape[-1] != 2:
         raise ValueError(f"offsets must have shape (..., L, 2), got {tuple(offsets.shape)}.")
     if not 0 <= alpha < 1:
-        raise ValueError(
-            f"alpha must be in [0, 1) so that crosses can be decoded back, got {alpha}."
-        )
+        raise ValueError(f"alpha must be in [0, 1) so that crosses can be decoded back, got {alpha}.")
     signed = offsets.flip(-1)  # (dy, dx): the order of the cross's axes
     magnitude = signed.abs()
     negative = signed < 0
@@ -226,9 +225,7 @@ def _check_inputs(pred, target, mode, visible, weight, reduction, num_groups) ->
     elif visible is not None:
         raise ValueError(f"visible is only used by mode 'keypoint', not {mode!r}.")
     if mode == "contour" and (num_groups < 1 or (num_landmarks - 1) % num_groups != 0):
-        raise ValueError(
-            f"num_groups must divide the {num_landmarks - 1} contour points, got {num_groups}."
-        )
+        raise ValueError(f"num_groups must divide the {num_landmarks - 1} contour points, got {num_groups}.")
 
 
 def _overlap(inter: torch.Tensor, union: torch.Tensor, eps: float) -> torch.Tensor:
@@ -261,15 +258,11 @@ def landmarks_to_boxes(landmarks: torch.Tensor, mode: str) -> torch.Tensor:
     return torch.cat([points.amin(dim=-2), points.amax(dim=-2)], dim=-1)
 
 
-def _box_penalty(
-    pred_box: torch.Tensor, target_box: torch.Tensor, iou: torch.Tensor, eps: float
-) -> torch.Tensor:
+def _box_penalty(pred_box: torch.Tensor, target_box: torch.Tensor, iou: torch.Tensor, eps: float) -> torch.Tensor:
     """CIoU-style penalty ``rho^2 / c^2 + v^2 / (1 - IoU + v)`` of (N, 4) boxes -> (N,)."""
     # IoU - DIoU of box_geometry is rho^2 / (c^2 + eps); its CIoU cannot be reused, as it
     # detaches v / (1 - IoU + v) and uses the box IoU rather than the cross-IoU.
-    distance = aligned_box_iou(pred_box, target_box, "iou", eps) - aligned_box_iou(
-        pred_box, target_box, "diou", eps
-    )
+    distance = aligned_box_iou(pred_box, target_box, "iou", eps) - aligned_box_iou(pred_box, target_box, "diou", eps)
     pred_wh = (pred_box[:, 2:] - pred_box[:, :2]).clamp(min=0)
     target_wh = (target_box[:, 2:] - target_box[:, :2]).clamp(min=0)
     # h + eps rather than atan2(w, h): atan2 has a 0/0 gradient at w = h = 0.

@@ -21,6 +21,7 @@ a compiled Detectron2:
   autocast, not tracing), else "grid_sample"; chosen per call, by the measurements in
   docs/lsnet_training_profile.md (no GPU was measured: "grid_sample" there).
 """
+
 import os
 import warnings
 from typing import List, Optional, Sequence
@@ -31,8 +32,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torchvision.ops import deform_conv2d
 
-from .scratch_pool import ScratchPool
 from ..utils.choices import check_choice
+from .scratch_pool import ScratchPool
 
 # The interface of iou_aware._C this module calls (INTERFACE_VERSION in csrc/deform_gather.cpp).
 KERNEL_INTERFACE_VERSION = 1
@@ -176,7 +177,9 @@ def _deform_conv_grid_sample(feature, positions, weight, bias, mask) -> Tensor:
         taps = taps * mask.reshape(n, 1, 9, out_h * out_w)
     # bmm with the weight broadcast over the batch reads the taps in place; torch.matmul would fold
     # the batch into the rows and copy the (N, HW, 9 Cin) transpose (2x slower, forward and backward).
-    out = torch.bmm(weight.reshape(1, weight.shape[0], -1).expand(n, -1, -1), taps.reshape(n, channels * 9, out_h * out_w))
+    out = torch.bmm(
+        weight.reshape(1, weight.shape[0], -1).expand(n, -1, -1), taps.reshape(n, channels * 9, out_h * out_w)
+    )
     if bias is not None:
         out = out + bias[:, None]
     return out.reshape(n, -1, out_h, out_w)
@@ -340,7 +343,9 @@ class PyramidDeformConv(nn.Module):
         for other in pyramid_levels(level, len(features)):
             scale = strides[level] / strides[other]  # index on `other` = index on `level` * scale
             outputs.append(
-                deform_conv3x3(features[other], positions * scale, self.weight, impl=self.impl, scratch_pool=self.scratch_pool)
+                deform_conv3x3(
+                    features[other], positions * scale, self.weight, impl=self.impl, scratch_pool=self.scratch_pool
+                )
             )
         return torch.cat(outputs, dim=1)
 

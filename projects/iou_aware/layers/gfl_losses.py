@@ -4,7 +4,9 @@ Losses of Generalized Focal Loss (GFL, https://arxiv.org/abs/2006.04388) and GFL
 classification-IoU score, Distribution Focal Loss (DFL) on the discretized box side
 distances, and the integral that turns those distributions into distances.
 """
+
 from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -16,7 +18,6 @@ __all__ = [
     "distribution_focal_loss",
     "integral_distance",
 ]
-
 
 
 def quality_focal_loss(
@@ -151,8 +152,7 @@ def integral_distance(logits: torch.Tensor) -> torch.Tensor:
     """
     if logits.dim() == 0 or logits.shape[-1] % 4 != 0 or logits.shape[-1] == 0:
         raise ValueError(
-            "integral_distance needs a last dimension of 4 * (reg_max + 1), got shape "
-            f"{tuple(logits.shape)}."
+            f"integral_distance needs a last dimension of 4 * (reg_max + 1), got shape {tuple(logits.shape)}."
         )
     # The four sides split and stacked rather than reshaped to (..., 4, -1): in an exported graph
     # the reshape's target shape is computed from the traced input's shape, which ONNX Runtime's
@@ -185,4 +185,3 @@ def _check_inputs(pred, labels, scores, weight, reduction) -> None:
             f"{tuple(pred.shape)}, {tuple(labels.shape)} and {tuple(scores.shape)}."
         )
     check_weight_and_reduction(weight, pred.shape[0], reduction)
-

@@ -1,12 +1,14 @@
 """
 IoU-family box regression losses, built on :mod:`iou_aware.layers.box_geometry`.
 """
+
 from typing import Optional
+
 import torch
 
+from ..utils.choices import check_choice
 from .box_geometry import aligned_box_iou
 from .reduction import check_weight_and_reduction, weighted_reduce
-from ..utils.choices import check_choice
 
 __all__ = ["BOX_IOU_LOSS_KINDS", "box_iou_loss", "focal_iou_factor"]
 

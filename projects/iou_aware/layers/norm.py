@@ -1,4 +1,5 @@
 """The GroupNorm of the dense heads."""
+
 from torch import nn
 
 __all__ = ["group_norm_32"]

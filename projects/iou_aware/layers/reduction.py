@@ -1,7 +1,9 @@
 """Per-sample weighting and reduction shared by every loss of the package."""
+
 from typing import Optional
 
 import torch
+
 from ..utils.choices import check_choice
 
 __all__ = ["REDUCTIONS", "check_weight_and_reduction", "weighted_reduce"]

@@ -7,6 +7,7 @@ the 75 MB taps matrix of one deformable conv at 256 channels, 64 x 64, batch 2 (
 gather). The fused deformable conv takes its taps from here and gives them back after its backward
 (or at once when no gradient is needed).
 """
+
 import threading
 from typing import List
 

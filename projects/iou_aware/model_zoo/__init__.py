@@ -13,6 +13,7 @@ pieces in ``common/`` through relative imports.
 ``resolve_config_file`` is what every entry point (``train_net.py``, the demo, the tools) uses: it
 accepts ``iou_aware://<path>``, ``detectron2://<path>`` (Detectron2's own configs) and plain files.
 """
+
 import os
 from typing import List, Union
 
@@ -46,7 +47,7 @@ def list_configs(lazy: bool = False) -> List[str]:
 def get_config_file(config_path: str) -> str:
     """Absolute path of a shipped config, given as ``Family/name.yaml`` (``iou_aware://`` optional)."""
     if config_path.startswith(PREFIX):
-        config_path = config_path[len(PREFIX):]
+        config_path = config_path[len(PREFIX) :]
     path = os.path.join(_CONFIGS_DIR, config_path)
     if not os.path.isfile(path):
         raise RuntimeError(
@@ -64,7 +65,7 @@ def resolve_config_file(path: str) -> str:
     if path.startswith(DETECTRON2_PREFIX):
         from detectron2 import model_zoo
 
-        return model_zoo.get_config_file(path[len(DETECTRON2_PREFIX):])
+        return model_zoo.get_config_file(path[len(DETECTRON2_PREFIX) :])
     return path
 
 

@@ -2,6 +2,7 @@
 Label assignment of dense (one-stage) heads: which ground-truth box, if any, each anchor
 (or anchor point) learns.
 """
+
 import abc
 import math
 from typing import List, Optional, Sequence
@@ -129,9 +130,7 @@ class ATSSAssigner(DenseAssigner):
         # Distances (K, G, 4) from each candidate's centre to the left, top, right, bottom
         # sides of its GT; positive inside the GT.
         centres = anchor_centres[candidates]
-        side_distances = torch.cat(
-            [centres - gt_boxes[None, :, :2], gt_boxes[None, :, 2:] - centres], dim=2
-        )
+        side_distances = torch.cat([centres - gt_boxes[None, :, :2], gt_boxes[None, :, 2:] - centres], dim=2)
         is_pos = (candidate_ious >= threshold) & (side_distances.min(dim=2).values > 0.01)
         if valid is not None:
             is_pos &= valid[candidates]

@@ -5,6 +5,7 @@ from a point to the four sides (``distances_to_boxes`` / ``boxes_to_distances``)
 selected by name: ``"smooth_l1"`` on deltas (Detectron2's default) or any IoU-family kind of
 :func:`iou_aware.layers.box_iou_loss` on decoded boxes.
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -99,7 +100,5 @@ def anchor_points_and_strides(anchors: List[Boxes], strides: List[int]) -> Tuple
     """The points of a point-based head: (R, 2) centres of the per-level anchors (levels
     concatenated) and (R,) the stride of each point's level."""
     points = Boxes.cat(anchors).get_centers()
-    point_strides = torch.cat(
-        [torch.full((len(a),), float(s), device=points.device) for a, s in zip(anchors, strides)]
-    )
+    point_strides = torch.cat([torch.full((len(a),), float(s), device=points.device) for a, s in zip(anchors, strides)])
     return points, point_strides

@@ -1,4 +1,5 @@
 """Helpers of the dense heads' training and inference over per-level predictions."""
+
 from typing import List
 
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K

@@ -2,6 +2,7 @@
 anchor-based dense head: a 3x3 conv on the regression tower, a BCE loss against the IoU of each
 positive's decoded box with its GT, and the detection confidence S = p^alpha * IoU^(1 - alpha).
 """
+
 from typing import List
 
 import torch

@@ -15,6 +15,7 @@ A task is one or more landmark sets (:data:`TASK_LANDMARK_SETS`): "box" (extreme
 "contour" (instance masks) and "keypoint" (pose, with a box set beside the keypoints, as in the
 reference code).
 """
+
 import math
 from typing import Dict, List, Tuple
 
@@ -200,7 +201,9 @@ class LandmarkHead(nn.Module):
         super().__init__()
         check_choice("MODEL.LSNET.TASK", task, sorted(TASK_LANDMARK_SETS))
         if num_kernel_points != 9:
-            raise ValueError(f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported.")
+            raise ValueError(
+                f"MODEL.LSNET.NUM_KERNEL_POINTS = {num_kernel_points}; only 9 (a 3x3 kernel) is supported."
+            )
         check_choice("MODEL.LSNET.DEFORM_CONV_IMPL", deform_conv_impl, DEFORM_CONV_IMPLS)
         if deform_conv_impl == "fused" and not fused_kernel_available():
             raise ValueError(
@@ -213,7 +216,9 @@ class LandmarkHead(nn.Module):
             raise ValueError(f"LSNet's head needs inputs with equal channels, got {sorted(channels)}.")
         in_channels = channels.pop()
         if feat_channels < 0:
-            raise ValueError(f"MODEL.LSNET.FEAT_CHANNELS = {feat_channels}; use 0 (the input's channels) or a positive width.")
+            raise ValueError(
+                f"MODEL.LSNET.FEAT_CHANNELS = {feat_channels}; use 0 (the input's channels) or a positive width."
+            )
         channels = feat_channels or in_channels
         self.task = task
         self.num_contour_points = num_contour_points

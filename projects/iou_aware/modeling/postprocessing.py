@@ -1,6 +1,7 @@
 """Inference shared by every dense head, one path for all: per level, candidate selection (score
 threshold, then top-k) and decoding; then the levels merged, boxes clipped to the image, class-wise
 NMS and the detection cap (:func:`decode_dense_detections`). Also polygons filled into masks."""
+
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np

@@ -5,6 +5,7 @@ A meta-architecture declares its needs with a classmethod ``requirements(cls, cf
 :class:`ModelRequirements`; Detectron2's own meta-architectures, which cannot, are described in
 :data:`DETECTRON2_REQUIREMENTS` (subclasses inherit the entry of their base class).
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 

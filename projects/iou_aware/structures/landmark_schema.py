@@ -1,5 +1,6 @@
 """LSNet's landmark schema, shared by the data (targets) and the model (head, losses): which
 landmark sets a task predicts, and how many landmarks each set has."""
+
 import math
 from dataclasses import dataclass
 from typing import Dict, Tuple
@@ -28,7 +29,9 @@ class LandmarkSet:
     kernel_landmarks: Tuple[int, ...]
 
 
-def landmark_sets(num_keypoints: int = 17, num_contour_points: int = 36, num_kernel_points: int = 9) -> Dict[str, LandmarkSet]:
+def landmark_sets(
+    num_keypoints: int = 17, num_contour_points: int = 36, num_kernel_points: int = 9
+) -> Dict[str, LandmarkSet]:
     """The landmark sets of a landmark schema, by name. Kernel landmarks (the deformable conv's
     sampling points besides the free ones: ``num_kernel_points - 1`` of them, then the centre):
 
@@ -41,7 +44,9 @@ def landmark_sets(num_keypoints: int = 17, num_contour_points: int = 36, num_ker
       choice), and the centre; free points fill what fewer keypoints leave.
     """
     if num_keypoints < 1 or num_contour_points < 1:
-        raise ValueError(f"A landmark schema needs >= 1 keypoint and contour point, got {num_keypoints} and {num_contour_points}.")
+        raise ValueError(
+            f"A landmark schema needs >= 1 keypoint and contour point, got {num_keypoints} and {num_contour_points}."
+        )
     slots = num_kernel_points - 1
     contour_step = math.ceil(num_contour_points / slots)
     contour_kernel = tuple(range(0, num_contour_points, contour_step))[:slots] + (num_contour_points,)

@@ -1,6 +1,7 @@
 """LSNet's landmark targets from Detectron2's standard instance fields (gt_boxes, gt_masks,
 gt_keypoints): used by LandmarkDatasetMapper, and by LSNet itself when a user's mapper gives only
 the standard fields."""
+
 from typing import List, Sequence
 
 import numpy as np

@@ -8,6 +8,7 @@ Because y points down, such a polygon has a NEGATIVE signed shoelace area
 ``0.5 * sum(x_i * y_{i+1} - x_{i+1} * y_i)``. For example the screen-CCW square
 (10, 10) -> (10, 50) -> (50, 50) -> (50, 10) gives 0.5 * (400 - 2000 - 2000 + 400) = -1600.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Instance outlines as COCO polygons: traced from binary masks, and their pixel extent."""
+
 from typing import List, Tuple
 
 import cv2
@@ -13,9 +14,7 @@ def mask_to_polygons(mask: np.ndarray, min_area: float = 1.0) -> List[List[float
     Vertices sit at pixel centres, so the rasterized polygon stays inside the mask's pixel extent.
     Pieces with fewer than 3 vertices or an area below ``min_area`` (px^2) are dropped.
     """
-    contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polygons = []
     for contour in contours:
         if len(contour) < 3 or cv2.contourArea(contour) < min_area:

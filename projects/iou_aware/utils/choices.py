@@ -1,4 +1,5 @@
 """One check for every "value must be one of ..." setting."""
+
 from typing import Any, Iterable
 
 __all__ = ["check_choice"]

@@ -6,6 +6,7 @@ installer's fallback) and the official GitHub master (0.6 + later commits).
 Tested in ``tests/test_detectron2_compat.py`` on the installed build, and on a stand-in with the
 other build's attribute layout.
 """
+
 import functools
 from typing import Dict
 

@@ -1,4 +1,5 @@
 """Small collective helpers for loss normalizers."""
+
 import torch
 import torch.distributed as dist
 from detectron2.utils import comm

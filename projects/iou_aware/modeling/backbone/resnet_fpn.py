@@ -1,5 +1,6 @@
 """Detectron2's ResNet + FPN with P6 / P7 computed from P5, the pyramid of FCOS, ATSS and GFL
 (mmdetection's ``add_extra_convs='on_output'``); Detectron2's RetinaNet builds them from C5."""
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, build_resnet_backbone

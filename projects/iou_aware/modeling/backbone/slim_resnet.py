@@ -3,6 +3,7 @@
 It is Detectron2's own ResNet (``BasicStem`` + ``BasicBlock`` stages) with free widths and block
 counts, so that a detector trains in minutes on 2 CPU cores. COCO configs use the stock ResNets.
 """
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
@@ -18,14 +19,10 @@ def build_slim_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     MODEL.SLIM_RESNET.BLOCKS_PER_STAGE (res2..res5).
     """
     norm = cfg.MODEL.RESNETS.NORM
-    stem = BasicStem(
-        in_channels=input_shape.channels, out_channels=cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, norm=norm
-    )
+    stem = BasicStem(in_channels=input_shape.channels, out_channels=cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, norm=norm)
     blocks_per_stage = cfg.MODEL.SLIM_RESNET.BLOCKS_PER_STAGE
     if len(blocks_per_stage) != 4 or min(blocks_per_stage) < 1:
-        raise ValueError(
-            f"MODEL.SLIM_RESNET.BLOCKS_PER_STAGE must be 4 positive block counts, got {blocks_per_stage}"
-        )
+        raise ValueError(f"MODEL.SLIM_RESNET.BLOCKS_PER_STAGE must be 4 positive block counts, got {blocks_per_stage}")
     out_features = cfg.MODEL.RESNETS.OUT_FEATURES
     max_stage = max(int(name[-1]) for name in out_features)
     in_channels = cfg.MODEL.RESNETS.STEM_OUT_CHANNELS

@@ -6,7 +6,8 @@ is a distribution over bins 0..reg_max, decoded by its expectation and trained b
 Focal Loss plus GIoU. V2 (``GFLV2``) multiplies the class probability by a quality predicted from
 the shape of those distributions (DGQP). ATSS assigns points to GTs.
 """
-from typing import Dict, List, Optional, Tuple
+
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,8 @@ from ...layers import (
 from ...utils import check_choice, reduce_mean
 from ..assigners import ATSSAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
-from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
 from ..dense_predictions import transpose_dense_predictions
+from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
 from ..postprocessing import decode_dense_detections
 from ..requirements import ModelRequirements
 

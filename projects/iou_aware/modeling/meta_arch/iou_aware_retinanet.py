@@ -6,6 +6,7 @@ threshold, the per-level top-k, NMS and the final top-100. The paper's upper bou
 in place of the prediction) is an analysis, :mod:`iou_aware.evaluation.iou_upper_bound`, that
 calls :meth:`IoUAwareRetinaNet.inference_single_image` with other IoUs.
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -203,7 +204,9 @@ class IoUAwareRetinaNet(RetinaNet):
             raise ValueError("IoUAwareRetinaNet.inference_single_image needs iou_probs")
 
         def decode(level: int, anchor_idxs: Tensor, class_idxs: Tensor) -> Dict[str, Tensor]:
-            boxes = self.box2box_transform.apply_deltas(box_delta[level][anchor_idxs], anchors[level].tensor[anchor_idxs])
+            boxes = self.box2box_transform.apply_deltas(
+                box_delta[level][anchor_idxs], anchors[level].tensor[anchor_idxs]
+            )
             return {
                 "pred_boxes": boxes,
                 "cls_scores": box_cls[level][anchor_idxs, class_idxs],

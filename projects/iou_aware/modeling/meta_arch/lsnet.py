@@ -14,6 +14,7 @@ Inference decodes the refined landmarks: boxes (from the box set, or the contour
 (the filled contour polygon, at the output resolution) and keypoints (scored with the detection's
 score).
 """
+
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -24,21 +25,20 @@ from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
-from ...structures import add_landmark_targets
 from ...layers import aligned_box_iou, cross_iou_loss, crosses_to_offsets, landmarks_to_boxes, quality_focal_loss
-from ...utils import reduce_mean
+from ...structures import add_landmark_targets
+from ...utils import check_choice, reduce_mean
 from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides
-from ..landmark_head import LandmarkHead
 from ..dense_predictions import transpose_dense_predictions
+from ..landmark_head import LandmarkHead
 from ..postprocessing import decode_dense_detections, rasterize_polygons
 from ..requirements import ModelRequirements
-from ...utils import check_choice
 
 __all__ = ["LSNet", "LSNetTargets", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
 
@@ -182,7 +182,11 @@ class LSNet(DenseDetector):
         strides = [s.stride for s in shapes]
         main_weights = (node.INIT_LOSS_WEIGHT, node.REFINE_LOSS_WEIGHT)
         # The box set is the task's own landmarks for "box", an auxiliary set beside the keypoints for "keypoint".
-        box_weights = main_weights if node.TASK == "box" else (node.BOX_BRANCH_INIT_LOSS_WEIGHT, node.BOX_BRANCH_REFINE_LOSS_WEIGHT)
+        box_weights = (
+            main_weights
+            if node.TASK == "box"
+            else (node.BOX_BRANCH_INIT_LOSS_WEIGHT, node.BOX_BRANCH_REFINE_LOSS_WEIGHT)
+        )
         return {
             "backbone": backbone,
             "head": LandmarkHead(cfg, shapes),
@@ -220,7 +224,10 @@ class LSNet(DenseDetector):
         return ModelRequirements(
             class_count_key="MODEL.LSNET.NUM_CLASSES",
             train_mapper="LandmarkDatasetMapper",
-            mapper_options={"landmark_task": cfg.MODEL.LSNET.TASK, "num_contour_points": cfg.MODEL.LSNET.NUM_CONTOUR_POINTS},
+            mapper_options={
+                "landmark_task": cfg.MODEL.LSNET.TASK,
+                "num_contour_points": cfg.MODEL.LSNET.NUM_CONTOUR_POINTS,
+            },
         )
 
     @property
@@ -238,7 +245,9 @@ class LSNet(DenseDetector):
         crosses = {}
         for i, (name, landmark_set) in enumerate(sets.items()):
             init, refined = transposed[1 + 2 * i], transposed[2 + 2 * i]
-            crosses[name] = tuple([x.unflatten(-1, (landmark_set.num_landmarks, 4)) for x in stage] for stage in (init, refined))
+            crosses[name] = tuple(
+                [x.unflatten(-1, (landmark_set.num_landmarks, 4)) for x in stage] for stage in (init, refined)
+            )
         return transposed[0], crosses
 
     def decode_landmarks(self, crosses: Tensor, points: Tensor, strides: Union[Tensor, float]) -> Tensor:
@@ -278,7 +287,10 @@ class LSNet(DenseDetector):
                 raise ValueError(f"LSNet.assign needs `{field}` in each image's instances (see forward_training).")
             counts = {x.get(field).shape[1] for x in gt_instances if len(x)} - {landmark_set.num_landmarks}
             if counts:
-                key = {"keypoint": "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "contour": "MODEL.LSNET.NUM_CONTOUR_POINTS"}.get(name, name)
+                key = {
+                    "keypoint": "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS",
+                    "contour": "MODEL.LSNET.NUM_CONTOUR_POINTS",
+                }.get(name, name)
                 raise ValueError(
                     f"`{field}` has {sorted(c - 1 for c in counts)} landmarks (+ centre) per instance, the model "
                     f"predicts {landmark_set.num_landmarks - 1}: set {key} to the dataset's count."
@@ -358,7 +370,10 @@ class LSNet(DenseDetector):
         num_images = len(gt_instances)
         refine_matched_all = torch.stack(refine_matched)  # (N, R)
         gt_classes = torch.stack(
-            [x.gt_classes[m.clamp(min=0)] if len(x) else m.new_zeros(m.shape) for x, m in zip(gt_instances, refine_matched)]
+            [
+                x.gt_classes[m.clamp(min=0)] if len(x) else m.new_zeros(m.shape)
+                for x, m in zip(gt_instances, refine_matched)
+            ]
         )
         gt_classes = gt_classes.masked_fill(refine_matched_all < 0, self.num_classes)
         one_hot = F.one_hot(gt_classes.flatten(), self.num_classes + 1)[:, :-1].to(logits[0].dtype)
@@ -392,7 +407,9 @@ class LSNet(DenseDetector):
             losses[f"loss_{name}_init"] = (
                 init_weight * self._landmark_loss(name, init, init_matched, points, strides, gt_instances) / num_init
             )
-            refine_loss = self._landmark_loss(name, refined, refine_matched, points, strides, gt_instances, point_weights)
+            refine_loss = self._landmark_loss(
+                name, refined, refine_matched, points, strides, gt_instances, point_weights
+            )
             losses[f"loss_{name}_refine"] = refine_weight * refine_loss / refine_normalizer
         return losses
 
@@ -463,7 +480,9 @@ class LSNet(DenseDetector):
                 boxes = landmarks_to_boxes(landmarks[self.box_source], sets[self.box_source].cross_iou_mode)
                 # A box whose landmarks cross over (e.g. "left" right of "right": an untrained
                 # model) is output as the box spanning them rather than an empty one.
-                boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], dim=1)
+                boxes = torch.cat(
+                    [torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], dim=1
+                )
                 fields = {"pred_boxes": boxes}
                 if "contour" in landmarks:
                     fields["pred_polygons"] = landmarks["contour"][:, :-1]

@@ -3,6 +3,7 @@
 ``MODEL.ROI_HEADS.NAME: "IoULossROIHeads"`` plus ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` (e.g.
 ``"focal_iou"``) and ``BBOX_REG_LOSS_WEIGHT``. Everything else is StandardROIHeads unchanged.
 """
+
 from detectron2.config import configurable
 from detectron2.layers import nonzero_tuple
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, FastRCNNOutputLayers, StandardROIHeads
