@@ -99,12 +99,15 @@ if [ "$install_d2" = 1 ]; then
     tar -xzf "$sdist" -C "$work"
     src="$(ls -d "$work"/pb1*detectron2-0.6)"
     "$PY" "$ROOT/scripts/patch_detectron2_sdist.py" "$src"
-    "${PIP[@]}" install --no-deps --no-build-isolation --force-reinstall "$src"
+    "${PIP[@]}" install --no-deps --no-build-isolation --use-pep517 --force-reinstall "$src"
     echo "$d2_patch_hash" > "$D2_PATCH_STAMP"
 fi
 
 echo "[install] installing iou_aware (editable)"
-"${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
+# --use-pep517: with `wheel` installed and no pyproject.toml, pip would take the legacy
+# `setup.py develop` route, which setuptools 80 runs as a pip install with build isolation: there
+# torch is missing and the optional C++ kernel is skipped without a word.
+"${PIP[@]}" install --no-deps --no-build-isolation --use-pep517 -e "$ROOT"
 
 "$PY" -c "
 import detectron2, iou_aware, torch, torchvision
