@@ -82,11 +82,13 @@ def test_a_wheel_installed_elsewhere_loads_a_shipped_config_and_builds_the_model
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    # This environment's packages, after the venv's own (so the wheel's iou_aware comes first).
+    # This environment's packages, after the venv's own (so the wheel's iou_aware comes first),
+    # added as Python adds site-packages: their own .pth files run too (an official Detectron2
+    # reached through the installer's .pth, an editable install).
     import site
 
     with open(os.path.join(site_packages, "test_environment.pth"), "w") as f:
-        f.write("\n".join(site.getsitepackages()) + "\n")
+        f.write("import site; " + "; ".join(f"site.addsitedir({p!r})" for p in site.getsitepackages()) + "\n")
     subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True)
 
     elsewhere = tmp_path / "elsewhere"

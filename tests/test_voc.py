@@ -168,10 +168,19 @@ def test_coco_style_ap_on_a_voc_dataset_ignores_difficult_objects(trained, voc_r
 
 
 def test_class_names_are_read_from_the_xml_files_sorted_and_logged(voc_root, caplog):
+    import logging
+
     args = add_user_dataset_arguments(default_argument_parser()).parse_args(
         ["--register-voc", "voc_names_a", voc_root, "train", "--register-voc", "voc_names_b", voc_root, "val"]
     )
-    assert register_user_datasets(args) == ["voc_names_a", "voc_names_b"]
+    # Heard at the module's logger: Detectron2's setup_logger (run by earlier tests) may stop
+    # the "iou_aware" logger from propagating to the root, where caplog listens.
+    module_logger = logging.getLogger("iou_aware.data.user_datasets")
+    module_logger.addHandler(caplog.handler)
+    try:
+        assert register_user_datasets(args) == ["voc_names_a", "voc_names_b"]
+    finally:
+        module_logger.removeHandler(caplog.handler)
     assert "2 classes read from the XML files" in caplog.text and "cat, dog" in caplog.text
     metadata = MetadataCatalog.get("voc_names_a")
     assert metadata.thing_classes == ["cat", "dog"] and metadata.evaluator_type == "pascal_voc"
