@@ -8,7 +8,6 @@ without CUDA, ``train.device`` "cuda" falls back to "cpu"; :func:`do_train` retu
 of the last evaluation.
 """
 
-import itertools
 import logging
 from typing import Dict, Sequence
 
@@ -20,6 +19,8 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from omegaconf import DictConfig
 
+from .optimizer import clip_full_model_gradients
+
 __all__ = [
     "is_lazy_config",
     "load_lazy_config",
@@ -27,7 +28,6 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "ddp_model",
-    "clip_full_model_gradients",
     "do_test",
     "do_train",
 ]
@@ -79,32 +79,13 @@ def ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
     return create_ddp_model(model, **kwargs)
 
 
-def clip_full_model_gradients(
-    optimizer: torch.optim.Optimizer, max_norm: float, norm_type: float = 2.0
-) -> torch.optim.Optimizer:
-    """Make each ``optimizer.step`` first scale all gradients together so that their
-    ``norm_type`` norm is at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``); in place."""
-    if max_norm <= 0:
-        raise ValueError(f"train.clip_grad.max_norm must be > 0, got {max_norm}.")
-    max_norm, norm_type = float(max_norm), float(norm_type)
-
-    class FullModelGradientClipping(type(optimizer)):
-        def step(self, closure=None):
-            params = itertools.chain(*[group["params"] for group in self.param_groups])
-            torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
-            return super().step(closure)
-
-    optimizer.__class__ = FullModelGradientClipping
-    return optimizer
-
-
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """``instantiate(cfg.optimizer)`` on ``model``'s parameters, clipped as ``cfg.train.clip_grad`` says."""
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     clip = cfg.train.get("clip_grad", None)
     if clip is not None and clip.get("enabled", False):
-        clip_full_model_gradients(optimizer, clip.max_norm, clip.get("norm_type", 2.0))
+        clip_full_model_gradients(optimizer, clip.max_norm, clip.get("norm_type", 2.0), key="train.clip_grad.max_norm")
     return optimizer
 
 

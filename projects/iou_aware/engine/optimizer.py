@@ -12,7 +12,7 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.solver import build_optimizer as build_detectron2_optimizer
 
-__all__ = ["FULL_MODEL_CLIP_TYPE", "build_optimizer"]
+__all__ = ["FULL_MODEL_CLIP_TYPE", "build_optimizer", "clip_full_model_gradients"]
 
 FULL_MODEL_CLIP_TYPE = "full_model"
 
@@ -24,15 +24,22 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     clip = cfg.SOLVER.CLIP_GRADIENTS
     if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP_TYPE):
         return build_detectron2_optimizer(cfg, model)
-    if clip.CLIP_VALUE <= 0:
-        raise ValueError(
-            f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for full_model clipping, got {clip.CLIP_VALUE}."
-        )
     plain = cfg.clone()
     plain.defrost()
     plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
     optimizer = build_detectron2_optimizer(plain, model)
-    max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
+    return clip_full_model_gradients(optimizer, clip.CLIP_VALUE, clip.NORM_TYPE, key="SOLVER.CLIP_GRADIENTS.CLIP_VALUE")
+
+
+def clip_full_model_gradients(
+    optimizer: torch.optim.Optimizer, max_norm: float, norm_type: float = 2.0, key: str = "max_norm"
+) -> torch.optim.Optimizer:
+    """Make each ``optimizer.step`` first scale all gradients together so that their
+    ``norm_type`` norm is at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``); in place.
+    ``key`` names the setting in the error for ``max_norm <= 0``."""
+    if max_norm <= 0:
+        raise ValueError(f"{key} must be > 0, got {max_norm}.")
+    max_norm, norm_type = float(max_norm), float(norm_type)
 
     class FullModelGradientClipping(type(optimizer)):
         def step(self, closure=None):
