@@ -105,3 +105,32 @@ def test_the_campaign_names_existing_configs_and_refuses_an_unknown_group(repo_r
         ["bash", script], env={**os.environ, "CAMPAIGN_GROUPS": "nonsense"}, capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown group nonsense" in result.stderr
+
+
+def test_checkpoints_of_each_seed_are_analysed_into_records(repo_root, tmp_path):
+    """A 2-iteration IoU-aware run with a checkpoint after each iteration, analysed at both."""
+    import importlib
+    import json
+
+    seeds = _seeds_tool(repo_root)
+    helper = os.path.join(repo_root, "tests", "helpers", "train_and_record_losses.py")
+    config = f"{repo_root}/configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml"
+    seeds.main(["--output", str(tmp_path / "runs"), "--seeds", "3", "--train-script", helper,
+                "--run", "iou_aware", config, "SOLVER.CHECKPOINT_PERIOD", "1", "--opts", *TINY])  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "checkpoint_analysis", os.path.join(repo_root, "tools", "experiments", "checkpoint_analysis.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    argv = ["--run-dir", str(tmp_path / "runs" / "iou_aware"), "--records", str(tmp_path / "records"),
+            "--checkpoints", "model_0000000.pth", "model_final.pth", "--alpha-sweep", "0.5,1"]  # fmt: skip
+    records = tool.main(argv)
+    assert [(r["seed"], r["iteration"]) for r in records] == [(3, 1), (3, 2)]
+    for record in records:
+        assert (
+            set(record["analysis"]["alpha_sweep"]) == {"0.5", "1.0"}
+            and "pearson_pred_ious" in record["analysis"]["localization"]
+        )
+    written = json.loads((tmp_path / "records" / "seed3_model_final.json").read_text())
+    assert written["checkpoint"] == "model_final.pth" and written["commit"] == records[1]["commit"]
+    assert tool.main(argv) == records  # resumed from the records, nothing analysed again

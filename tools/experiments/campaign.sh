@@ -13,7 +13,8 @@
 #   box_losses       Faster R-CNN: smooth L1 at weight 1 and 10; IoU, GIoU, Focal-IoU at 10
 #   masks            Mask R-CNN and the LSNet contour configs on `shapes`
 #   pose             Keypoint R-CNN and LSNet pose on `stickmen`
-#   mechanisms_3x    IoU-aware RetinaNet, GFL and GFL V2 at 3x (checkpoints at 1x and 2x kept)
+#   mechanisms_3x    IoU-aware RetinaNet, GFL and GFL V2 at 3x (checkpoints at 1x and 2x kept), then
+#                    the IoU-aware runs analysed at 1x / 2x / 3x (tools/experiments/checkpoint_analysis.py)
 #   dgqp_init        GFL V2 at 1x with DGQP's quality starting near 1 (bias 4.6) instead of 0.5
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,7 +66,13 @@ for group in $CAMPAIGN_GROUPS; do
             run_group "$group" --tasks bbox \
                 --run iou_aware_retinanet_3x $SHAPES/iou_aware_retinanet_slim_R_FPN.yaml "${THREE_X[@]}" \
                 --run gfl_3x $SHAPES/gfl_slim_R_FPN.yaml "${THREE_X[@]}" \
-                --run gflv2_3x $SHAPES/gflv2_slim_R_FPN.yaml "${THREE_X[@]}" ;;
+                --run gflv2_3x $SHAPES/gflv2_slim_R_FPN.yaml "${THREE_X[@]}"
+            # The IoU branch at 1x, 2x and 3x on the same weights: alpha sweep, true-IoU upper
+            # bound, correlation of the predicted and the true IoU.
+            $PY tools/experiments/checkpoint_analysis.py --run-dir "$OUT/$group/iou_aware_retinanet_3x" \
+                --records "$RECORDS/${group}_analysis/iou_aware_retinanet_3x" \
+                --checkpoints model_0000999.pth model_0001999.pth model_final.pth \
+                --alpha-sweep 0,0.25,0.5,0.75,1 --upper-bound ;;
         dgqp_init)
             run_group "$group" --tasks bbox \
                 --run gflv2_quality_starts_near_1 $SHAPES/gflv2_slim_R_FPN.yaml MODEL.GFL.DGQP_BIAS_INIT 4.6 ;;

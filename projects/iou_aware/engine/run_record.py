@@ -19,7 +19,14 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-__all__ = ["RUN_RECORD_FILE", "git_commit", "machine_description", "build_run_record", "write_run_record"]
+__all__ = [
+    "RUN_RECORD_FILE",
+    "git_commit",
+    "machine_description",
+    "nan_to_none",
+    "build_run_record",
+    "write_run_record",
+]
 
 RUN_RECORD_FILE = "run_record.json"
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,9 +66,10 @@ def machine_description(device: str) -> Dict[str, Any]:
     }
 
 
-def _finite(value):
+def nan_to_none(value):
+    """``value`` (nested dicts of numbers) with every NaN / inf float replaced by None (JSON null)."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -92,7 +100,7 @@ def build_run_record(
         "dirty": dirty,
         "iterations": int(iterations),
         "ims_per_batch": int(ims_per_batch),
-        "metrics": _finite({task: dict(values) for task, values in (metrics or {}).items()}),
+        "metrics": nan_to_none({task: dict(values) for task, values in (metrics or {}).items()}),
         "train_time_s": None if train_time_s is None else round(float(train_time_s), 1),
         "machine": machine_description(device),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
