@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's CUDA part, for a session that has a GPU machine: every model of the package against
+# The CUDA benchmarks, on a machine with a GPU: every model of the package against
 # its Detectron2 baseline (R-50-FPN COCO configs, 512 px, batch 2, score threshold 0), AMP off and
 # on, and one deformable conv per implementation (fused is CPU-only; auto = grid_sample on CUDA).
 # Writes docs/benchmark_cuda_*.md: 12 model benchmarks and one conv benchmark, no training (not yet
