@@ -1,14 +1,11 @@
-"""tools/contour_ceiling.py: GT contours resampled to C points, evaluated as perfect detections."""
+"""dev/contour_ceiling.py: GT contours resampled to C points, evaluated as perfect detections."""
 
 import os
-import sys
 
 import pytest
+from contour_ceiling import contour_ceiling, size_name  # dev/, on the path by conftest.py
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-from contour_ceiling import contour_ceiling, size_name  # noqa: E402
 
 
 @pytest.fixture

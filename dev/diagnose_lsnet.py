@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What limits a trained LSNet: assignment, landmark errors, and the AP ceiling of its scores.
 
-    python tools/diagnose_lsnet.py --config-file configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml \
+    python dev/diagnose_lsnet.py --config-file configs/Stickmen/lsnet_keypoint_slim_R_FPN.yaml \
         --output output/diagnosis MODEL.WEIGHTS output/stickmen/lsnet_keypoint_slim_R_FPN/model_final.pth
 
 On the config's first test set (at test resolution, no flip), with the training targets of

@@ -2,7 +2,7 @@
 """What LSNet's contour representation alone costs: the GT masks, replaced by the polygons of their
 own C sampled contour points, evaluated as perfect detections.
 
-    python tools/contour_ceiling.py --dataset shapes_val --num-points 36 --output output/contour_ceiling
+    python dev/contour_ceiling.py --dataset shapes_val --num-points 36 --output output/contour_ceiling
 
 Every GT instance of the dataset becomes one prediction of its own class with score 1: the mask is
 the filled polygon of :func:`iou_aware.data.contour_landmarks` (the training target of the contour

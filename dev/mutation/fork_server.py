@@ -8,8 +8,8 @@ reads no cached bytecode) and runs pytest with the request's arguments. ``run`` 
 mutmut calls as its test command (standard library only, so it starts in milliseconds); its exit
 status is pytest's.
 
-    python tools/mutation/fork_server.py serve --socket /tmp/s &
-    python tools/mutation/fork_server.py run --socket /tmp/s -- -x -q tests/test_postprocessing.py  # pytest after --
+    python dev/mutation/fork_server.py serve --socket /tmp/s &
+    python dev/mutation/fork_server.py run --socket /tmp/s -- -x -q tests/test_postprocessing.py  # pytest after --
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """mutmut 2 hooks: mutate only the models' loss, target, decoding and post-processing functions
 (TARGETS below), and run, for each mutant, the test files that specify that code.
 
-Read by mutmut from the working directory; ``tools/mutation/run.sh`` copies it into a throwaway
+Read by mutmut from the working directory; ``dev/mutation/run.sh`` copies it into a throwaway
 worktree of HEAD and runs mutmut there, so the checkout you work in is never mutated.
 """
 
@@ -11,7 +11,7 @@ import os
 import sys
 
 PACKAGE = "projects/iou_aware/"
-# run.sh sets MUTATION_PYTEST to its fork server's client (tools/mutation/fork_server.py): pytest
+# run.sh sets MUTATION_PYTEST to its fork server's client (dev/mutation/fork_server.py): pytest
 # without re-importing torch and Detectron2 for every mutant.
 PYTEST = os.environ.get("MUTATION_PYTEST", f"{sys.executable} -m pytest -x -q -p no:cacheprovider")
 

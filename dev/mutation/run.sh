@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Mutation testing of the models' loss, target, decoding and post-processing code with mutmut 2:
 # one-line faults (operators, constants, dropped terms, swapped arguments) in the functions listed
-# in tools/mutation/mutmut_config.py, each run against the test file that specifies that code, and
+# in dev/mutation/mutmut_config.py, each run against the test file that specifies that code, and
 # a survivor again against the whole model-level set.
 #
-#   tools/mutation/run.sh                      # every target file
-#   tools/mutation/run.sh modeling/postprocessing.py modeling/meta_arch/gfl.py
+#   dev/mutation/run.sh                      # every target file
+#   dev/mutation/run.sh modeling/postprocessing.py modeling/meta_arch/gfl.py
 #
 # Mutates a throwaway worktree of HEAD (commit first), never this checkout. Writes
 # output/mutation/report.md (score, and the diff of every surviving mutant) and keeps mutmut's
@@ -24,15 +24,15 @@ if [ ! -x "$TOOL_VENV/bin/mutmut" ]; then
 fi
 WORKTREE=$(mktemp -d /tmp/iou_aware_mutation.XXXXXX)
 git worktree add -q --detach "$WORKTREE" HEAD
-cp tools/mutation/mutmut_config.py "$WORKTREE/"
+cp dev/mutation/mutmut_config.py "$WORKTREE/"
 cd "$WORKTREE"
 export PYTHONPATH=$WORKTREE/projects OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # One process imports torch and Detectron2 once and forks a pytest per mutant.
 SOCKET=$WORKTREE/.fork_server.sock
-"$PY" tools/mutation/fork_server.py serve --socket "$SOCKET" > "$OUT/fork_server.log" 2>&1 &
-trap '"$PY" tools/mutation/fork_server.py stop --socket "$SOCKET" || true; git -C "$ROOT" worktree remove --force "$WORKTREE"' EXIT
+"$PY" dev/mutation/fork_server.py serve --socket "$SOCKET" > "$OUT/fork_server.log" 2>&1 &
+trap '"$PY" dev/mutation/fork_server.py stop --socket "$SOCKET" || true; git -C "$ROOT" worktree remove --force "$WORKTREE"' EXIT
 for _ in $(seq 120); do [ -S "$SOCKET" ] && break; sleep 1; done
-export MUTATION_PYTEST="$PY tools/mutation/fork_server.py run --socket $SOCKET -- -x -q -p no:cacheprovider"
+export MUTATION_PYTEST="$PY dev/mutation/fork_server.py run --socket $SOCKET -- -x -q -p no:cacheprovider"
 if [ $# -gt 0 ]; then
     PATHS=$(printf 'projects/iou_aware/%s,' "$@"); PATHS=${PATHS%,}
 else
@@ -42,6 +42,6 @@ TESTS=$("$PY" -c 'import mutmut_config as m; print(" ".join(m.all_test_files()))
 "$TOOL_VENV/bin/mutmut" run --paths-to-mutate "$PATHS" --tests-dir tests --no-progress --rerun-all \
     --runner "$MUTATION_PYTEST $TESTS" || true  # non-zero when mutants survive
 "$TOOL_VENV/bin/mutmut" results > "$OUT/results.txt" || true
-"$PY" "$ROOT/tools/mutation/report.py" --mutmut "$TOOL_VENV/bin/mutmut" --results "$OUT/results.txt" --output "$OUT/report.md"
+"$PY" "$ROOT/dev/mutation/report.py" --mutmut "$TOOL_VENV/bin/mutmut" --results "$OUT/results.txt" --output "$OUT/report.md"
 cp .mutmut-cache "$OUT/"
 cat "$OUT/report.md" | head -20
