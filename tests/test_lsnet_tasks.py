@@ -406,7 +406,7 @@ def test_contour_instances_are_assigned_on_the_extent_of_their_contour(repo_root
 
 @pytest.mark.parametrize("config, task", [(KEYPOINT_CONFIG, "keypoint"), (CONTOUR_CONFIG, "contour")])
 def test_diagnosis_ceiling_puts_the_gt_landmarks_on_every_refinement_positive(repo_root, config, task):
-    """tools/diagnose_lsnet.py's AP ceiling: the refined crosses it writes into the head outputs
+    """dev/diagnose_lsnet.py's AP ceiling: the refined crosses it writes into the head outputs
     decode, at each positive point, to that point's GT landmarks (and nowhere else change). An
     untrained model has no refinement positives: the initial stage's assignment stands in."""
     import diagnose_lsnet
