@@ -10,10 +10,28 @@ import torch
 from detectron2.layers import batched_nms
 from detectron2.structures import Boxes, Instances
 
-__all__ = ["decode_dense_detections", "select_topk_candidates", "merge_levels_with_nms", "rasterize_polygons"]
+__all__ = [
+    "decode_dense_detections",
+    "inference_settings",
+    "select_topk_candidates",
+    "merge_levels_with_nms",
+    "rasterize_polygons",
+]
 
 # (level, location indices (M,), class indices (M,)) -> {"pred_boxes": (M, 4) XYXY px, other fields (M, ...)}
 DecodeFn = Callable[[int, torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]]
+
+
+def inference_settings(detector) -> Dict[str, float]:
+    """The keyword arguments of :func:`decode_dense_detections` from a dense detector's test
+    settings, under the attribute names of Detectron2's RetinaNet (``test_score_thresh``,
+    ``test_topk_candidates``, ``test_nms_thresh``, ``max_detections_per_image``)."""
+    return {
+        "score_thresh": detector.test_score_thresh,
+        "topk": detector.test_topk_candidates,
+        "nms_thresh": detector.test_nms_thresh,
+        "max_detections": detector.max_detections_per_image,
+    }
 
 
 def decode_dense_detections(

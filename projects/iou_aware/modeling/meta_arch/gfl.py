@@ -36,7 +36,7 @@ from ..assigners import ATSSAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
 from ..dense_predictions import transpose_dense_predictions
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
-from ..postprocessing import decode_dense_detections
+from ..postprocessing import decode_dense_detections, inference_settings
 from ..requirements import ModelRequirements
 
 __all__ = ["GFL", "GFLV2", "GFLHead", "DistributionGuidedQualityPredictor"]
@@ -388,10 +388,7 @@ class GFL(DenseDetector):
                     level_scores,
                     decode,
                     image_size,
-                    score_thresh=self.test_score_thresh,
-                    topk=self.test_topk_candidates,
-                    nms_thresh=self.test_nms_thresh,
-                    max_detections=self.max_detections_per_image,
+                    **inference_settings(self),
                 )
             )
         return results

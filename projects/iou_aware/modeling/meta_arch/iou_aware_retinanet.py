@@ -24,7 +24,7 @@ from ...utils import check_choice
 from ..box_regression import box_iou_loss_options, box_regression_loss, check_box_reg_loss_type
 from ..dense_predictions import ema_update, transpose_dense_predictions
 from ..iou_branch import SCORE_MODES, IoUPredictor, detection_confidence, iou_prediction_loss
-from ..postprocessing import decode_dense_detections
+from ..postprocessing import decode_dense_detections, inference_settings
 
 __all__ = ["IoUAwareRetinaNet", "IoUAwareRetinaNetHead"]
 
@@ -218,8 +218,5 @@ class IoUAwareRetinaNet(RetinaNet):
             scores,
             decode,
             image_size,
-            score_thresh=self.test_score_thresh,
-            topk=self.test_topk_candidates,
-            nms_thresh=self.test_nms_thresh,
-            max_detections=self.max_detections_per_image,
+            **inference_settings(self),
         )

@@ -37,7 +37,7 @@ from ..assigners import ATSSAssigner, CentrePointAssigner, DenseAssigner
 from ..box_regression import anchor_points_and_strides
 from ..dense_predictions import transpose_dense_predictions
 from ..landmark_head import LandmarkHead
-from ..postprocessing import decode_dense_detections, rasterize_polygons
+from ..postprocessing import decode_dense_detections, inference_settings, rasterize_polygons
 from ..requirements import ModelRequirements
 
 __all__ = ["LSNet", "LSNetTargets", "CLASS_LOSSES", "REFINE_ASSIGN_TARGETS", "REFINE_LOSS_WEIGHTINGS"]
@@ -496,10 +496,7 @@ class LSNet(DenseDetector):
                 level_scores,
                 decode,
                 image_size,
-                score_thresh=self.test_score_thresh,
-                topk=self.test_topk_candidates,
-                nms_thresh=self.test_nms_thresh,
-                max_detections=self.max_detections_per_image,
+                **inference_settings(self),
             )
             if detections.has("pred_keypoints"):
                 keypoints = detections.pred_keypoints
