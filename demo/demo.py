@@ -161,7 +161,13 @@ def get_parser():
     parser.add_argument("--input", nargs="+", help="image files, globs ('dir/*.png') or folders")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--output", help="output folder (several images) or file")
-    parser.add_argument("--confidence-threshold", type=float, default=0.3)
+    parser.add_argument(
+        "--confidence-threshold", type=float, default=0.5,
+        help="draw detections whose score is at least this (default 0.5, as Detectron2's demo; the same for "
+        "every model: each one's score is in [0, 1], a class probability or, for IoU-aware RetinaNet and GFL, "
+        "one that includes the predicted IoU). The detections per image, precision and recall of any threshold "
+        "on your validation set: tools/analyze.py --score-thresholds 0.3,0.4,0.5,0.6",
+    )  # fmt: skip
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     add_user_dataset_arguments(parser)
     return parser

@@ -10,7 +10,7 @@ def test_the_committed_tables_match_their_records():
     assert results_tables.main(["--check"]) == 0, "run: python tools/results_tables.py"
 
 
-def _record(seed, ap, commit="abc", train_time_s=600.0):
+def _record(seed, ap, commit="abc", train_time_s=600.0, config="configs/Shapes/x.yaml", overrides=()):
     metrics = {"bbox": {c: float("nan") for c in results_tables.COLUMNS}}
     metrics["bbox"]["AP"] = ap
     metrics["bbox"]["AP50"] = None  # a NaN written as null
@@ -22,29 +22,59 @@ def _record(seed, ap, commit="abc", train_time_s=600.0):
         "dirty": False,
         "train_time_s": train_time_s,
         "machine": machine,
+        "config": config,
+        "overrides": ["SEED", str(seed), "OUTPUT_DIR", f"/out/seed{seed}", *overrides],
     }
 
 
 @pytest.fixture
 def records(tmp_path, monkeypatch):
     monkeypatch.setattr(results_tables, "RECORDS_ROOT", str(tmp_path))
+    configs = {"base": "configs/Shapes/base.yaml", "ours": "configs/Shapes/ours.yaml"}
     for run, aps in {"base": [10.0, 20.0, 30.0], "ours": [30.0, 40.0]}.items():
         for seed, ap in zip((42, 43, 44), aps):
             path = tmp_path / "campaign" / run / f"seed{seed}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_record(seed, ap)))
+            # "ours" overrides a model key and a schedule key: only the model key identifies its cost.
+            extra = ("MODEL.X", "1", "SOLVER.MAX_ITER", "3000") if run == "ours" else ()
+            path.write_text(json.dumps(_record(seed, ap, config=configs[run], overrides=extra)))
     return tmp_path
+
+
+def _benchmark(tmp_path, name, base_config, compare_config, compare_opts, times):
+    """A benchmark record as tools/benchmark.py --record writes it; ``times``: (baseline, compare)
+    inference and training-step seconds."""
+    (base_inf, base_train), (inf, train) = times
+    models = [
+        {"name": "base.yaml", "config": base_config, "opts": [], "inference_s": base_inf, "train_s": base_train},
+        {"name": "ours.yaml", "config": compare_config, "opts": compare_opts, "inference_s": inf, "train_s": train},
+    ]
+    record = {
+        "kind": "benchmark",
+        "command": "python tools/benchmark.py --config-file base --compare ours",
+        "commit": "def",
+        "dirty": False,
+        "settings": {"device": "cpu", "threads": 2, "image_size": 256, "batch_size": 8, "amp": False},
+        "models": models,
+        "ratios": {"inference": inf / base_inf, "train": train / base_train, "flops": 1.5, "params": 1.25},
+        "machine": {"cpu_cores": 2, "device": "cpu", "gpu": None},
+    }
+    path = tmp_path / results_tables.BENCHMARKS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
 
 
 def test_a_table_holds_mean_and_sample_std_per_run_and_the_ratio_to_the_baseline(records):
     table = results_tables.render({"records": "campaign", "runs": "base,ours", "baseline": "base"})
     rows = table.splitlines()
-    assert rows[0].startswith("| bbox | seeds | AP | AP50 |") and rows[0].endswith("| AP / base | train time / run |")
+    assert rows[0].startswith("| bbox | seeds | AP | AP50 |")
+    assert rows[0].endswith("| AP / base | inference / base | train step / base | train time / run |")
     assert rows[2].startswith("| **base** | 42,43,44 | 20.00 +- 10.00 | - +- - |")  # hand: mean 20, std 10
-    assert rows[2].endswith("| 1.000x | 10.00 min |")
+    assert rows[2].endswith("| 1.000x | 1.00x | 1.00x | 10.00 min |")
     assert "| base seed 43 | | 20.00 |" in table
     ours = next(r for r in rows if r.startswith("| **ours**"))
     assert ours.startswith("| **ours** | 42,43 | 35.00 +- 7.07 |") and "| 1.750x |" in ours  # 35 / 20
+    assert ours.endswith("| 1.750x | - | - | 10.00 min |")  # no benchmark record of this pair
     assert "commit abc; 2 CPU cores, cpu." in table
 
 
@@ -63,3 +93,54 @@ def test_stale_tables_are_found_and_rewritten(records, tmp_path):
 def test_a_table_of_missing_records_is_named(records):
     with pytest.raises(SystemExit, match="no records for \\['gfl'\\]"):
         results_tables.render({"records": "campaign", "runs": "gfl"})
+
+
+def test_a_run_gets_the_cost_of_the_benchmark_that_timed_its_model_against_the_baselines(records, tmp_path):
+    # Another model (no MODEL.X) and the pair the other way round must not be taken.
+    _benchmark(
+        tmp_path, "a_other", "configs/Shapes/base.yaml", "configs/Shapes/ours.yaml", [], ((1.0, 2.0), (9.0, 9.0))
+    )
+    _benchmark(
+        tmp_path, "b_reversed", "configs/Shapes/ours.yaml", "configs/Shapes/base.yaml", [], ((1.0, 2.0), (9.0, 9.0))
+    )
+    _benchmark(
+        tmp_path, "c_ours", "./configs/Shapes/base.yaml", "configs/Shapes/ours.yaml", ["MODEL.X", "1", "MODEL.WEIGHTS", "w.pth"],
+        ((0.020, 0.400), (0.025, 0.300)),
+    )  # fmt: skip
+    table = results_tables.render({"records": "campaign", "runs": "base,ours", "baseline": "base", "seeds": "no"})
+    ours = next(r for r in table.splitlines() if r.startswith("| **ours**"))
+    assert ours.endswith("| 1.750x | 1.25x | 0.75x | 10.00 min |")  # 25 / 20 ms, 300 / 400 ms
+
+
+def test_the_model_table_has_a_row_per_model_with_its_baseline_ratios(records, tmp_path):
+    _benchmark(
+        tmp_path,
+        "ours",
+        "configs/Shapes/base.yaml",
+        "configs/Shapes/ours.yaml",
+        ["MODEL.X", "1"],
+        ((0.02, 0.4), (0.03, 0.2)),
+    )
+    table = results_tables.render_models({"rows": "campaign/ours/bbox/base"}).splitlines()
+    assert (
+        table[0]
+        == "| model | config | task | AP (mean +- std) | seeds | baseline | AP ratio | inference | train step |"
+    )
+    assert table[2] == (
+        "| ours | [`ours.yaml`](configs/Shapes/ours.yaml) | bbox | 35.00 +- 7.07 | 42,43 | base | 1.75x | 1.50x | 0.50x |"
+    )
+
+
+def test_the_benchmark_table_lists_every_record_with_its_command(records, tmp_path):
+    _benchmark(tmp_path, "ours", "configs/Shapes/base.yaml", "configs/Shapes/ours.yaml", [], ((0.02, 0.4), (0.03, 0.2)))
+    table = results_tables.render_benchmarks({"records": results_tables.BENCHMARKS})
+    assert (
+        "| base.yaml | ours.yaml [1] | initial | 2-core CPU, 2 threads | 256 px | 8 | 20.0 / 30.0 | 1.50x | 400.0 / 200.0 | 0.50x | 1.50x | 1.25x |"
+        in table
+    )
+    assert "1. `" in table and "(commit def): `python tools/benchmark.py --config-file base --compare ours`" in table
+
+
+def test_a_model_is_its_config_and_model_overrides_the_last_override_winning():
+    opts = ["MODEL.A", "1", "SOLVER.MAX_ITER", "2", "MODEL.A", "3", "MODEL.WEIGHTS", "w.pth", "MODEL.B", "x"]
+    assert results_tables.model_key("./configs/a.yaml", opts) == ("configs/a.yaml", (("MODEL.A", "3"), ("MODEL.B", "x")))

@@ -1,11 +1,13 @@
 """train_net.py trains and evaluates a Shapes config end to end, and --eval-only reproduces it."""
 
+import json
 import math
 import sys
 
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser
 
 import train_net
@@ -139,6 +141,7 @@ def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_pa
             "--output", str(tmp_path),
             "--alpha-sweep", "0.5,1.0",
             "--upper-bound",
+            "--score-thresholds", "0.0,0.5",
             "MODEL.WEIGHTS", str(output_dir / "model_final.pth"),
             "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
             "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
@@ -149,6 +152,11 @@ def test_analysis_tool_on_the_trained_iou_aware_model(trained, repo_root, tmp_pa
     assert report["alpha_sweep"]["0.5"]["AP"] == pytest.approx(results["bbox"]["AP"], nan_ok=True)
     assert {"pearson_scores", "pearson_cls_scores", "pearson_pred_ious"} <= set(report["localization"])
     assert "AP" in report["upper_bound"]
+    # Threshold 0 keeps every detection: the localization evaluator's count over the images.
+    images = len(DatasetCatalog.get("shapes_tiny_val"))
+    everything = report["score_thresholds"]["0"]
+    assert everything["detections_per_image"] == pytest.approx(report["localization"]["num_detections"] / images)
+    assert report["score_thresholds"]["0.5"]["detections_per_image"] <= everything["detections_per_image"]
     for name in ("confidence_vs_iou.png", "ap_vs_iou_threshold.png", "results.json"):
         assert (tmp_path / name).is_file()
 
@@ -183,12 +191,26 @@ def test_benchmark_tool_compares_two_configs(repo_root, tmp_path):
             "--config-file", f"{repo_root}/configs/Shapes/retinanet_slim_R_FPN.yaml",
             "--compare", f"{repo_root}/configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml",
             "--image-size", "128", "--batch-size", "2", "--warmup", "1", "--repeats", "2",
-            "--output", str(tmp_path / "bench.md"),
+            "--output", str(tmp_path / "bench.md"), "--record", str(tmp_path / "bench.json"),
         ]
     )  # fmt: skip
     assert len(stats) == 2 and all(s["inference"] > 0 and s["train"] > 0 and s["flops"] > 0 for s in stats)
     assert stats[1]["params"] > stats[0]["params"]  # the IoU conv
     assert "ratio (compare / baseline)" in (tmp_path / "bench.md").read_text()
+
+    record = json.loads((tmp_path / "bench.json").read_text())
+    baseline, compare = record["models"]
+    assert compare["config"].endswith("configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml")
+    assert record["settings"]["batch_size"] == 2 and record["settings"]["repeats"] == 2
+    assert record["machine"]["device"] == "cpu" and record["commit"]
+    # The IoU-aware head adds one 3x3 conv (tower channels -> one IoU per anchor, with bias).
+    cfg = benchmark.load_config(f"{repo_root}/configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml", [], "cpu")
+    anchors = len(cfg.MODEL.ANCHOR_GENERATOR.SIZES[0]) * len(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS[0])
+    assert compare["params"] - baseline["params"] == cfg.MODEL.FPN.OUT_CHANNELS * 9 * anchors + anchors
+    assert record["ratios"]["inference"] == pytest.approx(compare["inference_s"] / baseline["inference_s"])
+    assert record["ratios"]["train"] == pytest.approx(compare["train_s"] / baseline["train_s"])
+    assert record["ratios"]["params"] == pytest.approx(compare["params"] / baseline["params"])
+    assert record["command"].startswith("python tools/benchmark.py --config-file")
 
 
 def test_benchmark_tool_reports_the_share_of_named_modules(repo_root, tmp_path):

@@ -8,7 +8,12 @@
 Writes to --output: confidence_vs_iou.png (scatter of each confidence field vs IoU with the best
 same-class GT, Pearson r in the titles), ap_vs_iou_threshold.png and results.json; prints the
 correlations and, with --alpha-sweep / --upper-bound (IoU-aware models), the COCO AP of each
-setting on the same weights.
+setting on the same weights; with --score-thresholds, the detections per image, precision and
+recall (IoU >= 0.5, one detection per object) that each score threshold keeps, to choose the
+threshold of a demo or a deployment:
+
+    python tools/analyze.py --config-file <config> --output output/analysis \
+        --score-thresholds 0.3,0.4,0.5,0.6,0.7 MODEL.WEIGHTS <model_final.pth>
 """
 
 import argparse
@@ -26,6 +31,7 @@ from iou_aware.engine import Trainer
 from iou_aware.evaluation import (
     GroundTruthIoUModel,
     LocalizationQualityEvaluator,
+    ScoreThresholdEvaluator,
     build_coco_evaluator,
     plot_ap_vs_iou_threshold,
     plot_confidence_vs_iou,
@@ -37,10 +43,10 @@ def _setup(args):
     return load_config(args.config_file, args.opts)
 
 
-def _evaluate(cfg, model, dataset, output_dir, with_localization, loader=None):
-    """COCO AP (and the localization evaluator if asked) of ``model`` on ``dataset``."""
+def _evaluate(cfg, model, dataset, output_dir, with_localization, loader=None, extra_evaluators=()):
+    """COCO AP (and the localization evaluator if asked, and ``extra_evaluators``) of ``model`` on ``dataset``."""
     coco = build_coco_evaluator(cfg, dataset, output_dir)
-    evaluators = [coco]
+    evaluators = [coco, *extra_evaluators]
     localization = LocalizationQualityEvaluator(dataset) if with_localization else None
     if localization is not None:
         evaluators.append(localization)
@@ -56,6 +62,11 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="folder for the PNG and JSON files")
     parser.add_argument("--alpha-sweep", default="", help="comma-separated alphas of S to evaluate")
     parser.add_argument("--upper-bound", action="store_true", help="also evaluate with the true IoU")
+    parser.add_argument(
+        "--score-thresholds",
+        default="",
+        help="comma-separated score thresholds: detections per image, precision and recall at each",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = add_user_dataset_arguments(parser).parse_args(argv)
     register_user_datasets(args)
@@ -70,10 +81,14 @@ def main(argv=None):
     model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
-    results, localization = _evaluate(cfg, model, dataset, os.path.join(args.output, "inference"), True)
+    thresholds = [float(t) for t in args.score_thresholds.split(",") if t.strip()]
+    extra = [ScoreThresholdEvaluator(dataset, thresholds)] if thresholds else []
+    results, localization = _evaluate(cfg, model, dataset, os.path.join(args.output, "inference"), True, None, extra)
     report = OrderedDict(config=args.config_file, weights=cfg.MODEL.WEIGHTS, dataset=dataset)
     report["bbox"] = results["bbox"]
     report["localization"] = results["localization"]
+    if thresholds:
+        report["score_thresholds"] = results["score_thresholds"]
     plot_confidence_vs_iou(
         localization.records,
         os.path.join(args.output, "confidence_vs_iou.png"),
@@ -114,6 +129,11 @@ def main(argv=None):
             print(f"alpha {alpha}: AP {r['AP']:.2f} AP50 {r['AP50']:.2f} AP75 {r['AP75']:.2f} APs {r['APs']:.2f}")
     if "upper_bound" in report:
         print(f"upper bound: AP {report['upper_bound']['AP']:.2f}")
+    for threshold, point in report.get("score_thresholds", {}).items():
+        print(
+            f"score >= {threshold}: {point['detections_per_image']:.1f} detections / image, "
+            f"precision {point['precision']:.2f}, recall {point['recall']:.2f} (IoU >= 0.5)"
+        )
     print(f"Wrote {args.output}/confidence_vs_iou.png, ap_vs_iou_threshold.png, results.json")
     return report
 

@@ -18,6 +18,8 @@ Detectron2's FlopCountAnalysis, one image, inference). Trailing
 """
 
 import argparse
+import datetime
+import json
 import os
 import shlex
 import statistics
@@ -38,6 +40,7 @@ from fvcore.nn import parameter_count
 import iou_aware  # noqa: F401  (registers the package's models)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import contour_landmarks, extreme_points
+from iou_aware.engine.run_record import git_commit, machine_description, nan_to_none
 from iou_aware.model_zoo import resolve_config_file
 
 
@@ -222,6 +225,13 @@ def main(argv=None):
     parser.add_argument("--tasks", default="inference,train,flops")
     parser.add_argument("--output", default="", help="write the markdown table here too")
     parser.add_argument(
+        "--record",
+        default="",
+        metavar="JSON",
+        help="write a benchmark record here (settings, per-model times, ratios, commit, machine), "
+        "from which tools/results_tables.py builds the cost columns and docs/benchmarks.md",
+    )
+    parser.add_argument(
         "--module-share",
         default="",
         help="comma-separated module class names (e.g. PyramidDeformConv): report the share of inference time spent in them",
@@ -333,7 +343,58 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as f:
             f.write(text)
+    if args.record:
+        models = [
+            {"name": name, "config": path, "opts": list(model_opts), "weights": w or None}
+            for name, path, model_opts, w in zip(names, paths, opts, weights)
+        ]
+        write_benchmark_record(args.record, build_benchmark_record(args, command, models, stats, runners))
     return stats
+
+
+def build_benchmark_record(args, command: str, models: List[Dict], stats: List[Dict], runners) -> Dict:
+    """The JSON record of one benchmark: settings, per model the median / IQR times in seconds
+    (``inference``: one image; ``train``: one step of ``batch_size`` images), FLOPs and parameters,
+    and the ratios compare / baseline when two models ran."""
+    commit, dirty = git_commit()
+    for model, s, runner in zip(models, stats, runners):
+        for key in ("inference", "train"):
+            if runner.times[key]:
+                model[f"{key}_s"], model[f"{key}_iqr_s"] = summarize(runner.times[key])
+        if "flops" in s:
+            model["flops"], model["params"] = s["flops"], s["params"]
+    ratios = {}
+    if len(models) == 2:
+        for key in ("inference_s", "train_s", "flops", "params"):
+            if key in models[0] and key in models[1]:
+                ratios[key.replace("_s", "")] = models[1][key] / models[0][key]
+    return {
+        "kind": "benchmark",
+        "command": command,
+        "commit": commit,
+        "dirty": dirty,
+        "settings": {
+            "device": args.device,
+            "threads": args.threads,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "num_boxes": args.num_boxes,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "amp": args.amp,
+        },
+        "models": models,
+        "ratios": ratios,
+        "machine": machine_description(args.device),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_benchmark_record(path: str, record: Dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(nan_to_none(record), f, indent=1, sort_keys=True)
+        f.write("\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Rebuild the results tables of the docs from the committed run records (docs/results/).
 
-    python tools/results_tables.py            # rewrite the tables in docs/results.md and README.md
+    python tools/results_tables.py            # rewrite the tables in README.md and docs/**/*.md
     python tools/results_tables.py --check    # exit 1 (and show the difference) if one is stale
 
 A table is declared in a Markdown file by a comment, and everything up to its closing comment is
@@ -14,7 +14,24 @@ generated:
 ``train_net.py``, collected by ``tools/experiments/seeds.py --records``); ``runs``: which runs, in
 order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
 is taken against (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
-Each mean row is the mean +- sample standard deviation over the seeds found.
+Each mean row is the mean +- sample standard deviation over the seeds found. With a baseline, the
+table also gives each run's cost: its inference and training-step time over the baseline's, from a
+benchmark record (``tools/benchmark.py --record``, under docs/results/benchmarks/) that timed the
+baseline's model against the run's model side by side (matched by config file and ``MODEL.*``
+overrides; "-" where no such record exists).
+
+Two more kinds of table:
+
+    <!-- model-table rows=shapes_boxes/gfl/bbox/retinanet,masks/lsnet_contour/segm/mask_rcnn -->
+    <!-- /model-table -->
+
+one row per GROUP/RUN/TASK/BASELINE: the run's config, its AP (mean +- std, seeds), and its AP,
+inference and training-step ratios against the baseline run of the same group; and
+
+    <!-- benchmark-table records=benchmarks -->
+    <!-- /benchmark-table -->
+
+one row per benchmark record of the folder: both models' median times and the ratios.
 """
 
 import argparse
@@ -25,13 +42,26 @@ import math
 import os
 import re
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS_ROOT = os.path.join(REPO_ROOT, "docs", "results")
-DEFAULT_FILES = [os.path.join(REPO_ROOT, "docs", "results.md"), os.path.join(REPO_ROOT, "README.md")]
+
+
+def default_files() -> List[str]:
+    """The README and every Markdown page of docs/."""
+    pages = glob.glob(os.path.join(REPO_ROOT, "docs", "**", "*.md"), recursive=True)
+    return [os.path.join(REPO_ROOT, "README.md"), *sorted(pages)]
+
+
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "AP90")
-TABLE = re.compile(r"(<!-- results-table (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /results-table -->)", re.S)
+TABLE = re.compile(
+    r"(<!-- (?P<kind>results-table|model-table|benchmark-table) (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /(?P=kind) -->)",
+    re.S,
+)
+BENCHMARKS = "benchmarks"
+# Overrides that do not change the model, left out when a run is matched with a benchmark record.
+_NOT_MODEL_KEYS = ("MODEL.WEIGHTS", "MODEL.DEVICE")
 
 
 def mean_std(values: List[float]):
@@ -59,49 +89,172 @@ def _number(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
-def render(spec: Dict[str, str]) -> str:
-    """The Markdown table that ``spec`` (the comment's key=value pairs) declares."""
-    folder, task = spec["records"], spec.get("task", "bbox")
+def model_key(config: str, opts: List[str]) -> Tuple[str, Tuple[Tuple[str, str], ...]]:
+    """What identifies a model for timing: the config file (as a repository-relative path) and its
+    ``MODEL.*`` overrides but the weights and the device (seeds, schedules and data do not change
+    the model's cost)."""
+    config = os.path.normpath(os.path.relpath(config, REPO_ROOT) if os.path.isabs(config) else config)
+    settings = dict(zip(opts[0::2], opts[1::2]))  # a later override of a key wins, as in yacs
+    return config, tuple(
+        sorted((k, v) for k, v in settings.items() if k.startswith("MODEL.") and k not in _NOT_MODEL_KEYS)
+    )
+
+
+def load_benchmarks(folder: str = BENCHMARKS) -> List[Dict]:
+    """The benchmark records (``tools/benchmark.py --record``) under docs/results/<folder>/, by name."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(RECORDS_ROOT, folder, "*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        record["file"] = os.path.relpath(path, REPO_ROOT)
+        records.append(record)
+    return records
+
+
+def find_cost(benchmarks: List[Dict], baseline: Dict, run: Dict):
+    """The ratios (run / baseline) of the benchmark record that timed ``baseline``'s model against
+    ``run``'s (two run records); None when there is none. The same model against itself is 1."""
+    base_key = model_key(baseline["config"], baseline.get("overrides", []))
+    run_key = model_key(run["config"], run.get("overrides", []))
+    if base_key == run_key:
+        return {"inference": 1.0, "train": 1.0}
+    for record in benchmarks:
+        models = record.get("models", [])
+        if len(models) == 2 and [model_key(m["config"], m["opts"]) for m in models] == [base_key, run_key]:
+            return record["ratios"]
+    return None
+
+
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _seed_aps(records: List[Dict], task: str, column: str = "AP") -> List[float]:
+    return [r["metrics"].get(task, {}).get(column) for r in records]
+
+
+def _runs(folder: str, names: List[str]) -> Dict[str, List[Dict]]:
     runs = load_records(folder)
     if not runs:
         raise SystemExit(f"results_tables: no records under docs/results/{folder}/")
-    names = spec["runs"].split(",") if "runs" in spec else sorted(runs)
     missing = [n for n in names if n not in runs]
     if missing:
         raise SystemExit(f"results_tables: no records for {missing} under docs/results/{folder}/")
+    return runs
+
+
+def _provenance(runs: Dict[str, List[Dict]], names: List[str]) -> str:
+    records = [r for name in names for r in runs[name]]
+    commits = {(r.get("commit") or "?")[:10] + ("+" if r.get("dirty") else "") for r in records}
+    machines = sorted(
+        {json.dumps([r.get("machine", {}).get(k) for k in ("cpu_cores", "device", "gpu")]) for r in records}
+    )
+    described = "; ".join(
+        f"{cores} CPU cores, {device}" + (f" ({gpu})" if gpu else "")
+        for cores, device, gpu in map(json.loads, machines)
+    )
+    return f"commit {', '.join(sorted(commits))}; {described}"
+
+
+def render(spec: Dict[str, str]) -> str:
+    """The Markdown results table that ``spec`` (the comment's key=value pairs) declares."""
+    folder, task = spec["records"], spec.get("task", "bbox")
+    names = spec["runs"].split(",") if "runs" in spec else None
+    runs = _runs(folder, names or [])
+    names = names or sorted(runs)
     baseline = spec.get("baseline")
     with_seeds = spec.get("seeds", "yes") == "yes"
-    base_ap = mean_std([r["metrics"].get(task, {}).get("AP") for r in runs[baseline]])[0] if baseline else None
-    header = [task, "seeds", *COLUMNS] + ([f"AP / {baseline}"] if baseline else []) + ["train time / run"]
+    benchmarks = load_benchmarks()
+    base_ap = mean_std(_seed_aps(runs[baseline], task))[0] if baseline else None
+    header = [task, "seeds", *COLUMNS]
+    if baseline:
+        header += [f"AP / {baseline}", f"inference / {baseline}", f"train step / {baseline}"]
+    header += ["train time / run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    commits = set()
     for name in names:
         records = runs[name]
-        commits |= {(r.get("commit") or "?")[:10] + ("+" if r.get("dirty") else "") for r in records}
         cells = []
         for column in COLUMNS:
-            mean, std = mean_std([r["metrics"].get(task, {}).get(column) for r in records])
+            mean, std = mean_std(_seed_aps(records, task, column))
             cells.append(f"{_number(mean)} +- {_number(std)}" if len(records) > 1 else _number(mean))
         if baseline:
-            ap = mean_std([r["metrics"].get(task, {}).get("AP") for r in records])[0]
-            cells.append(f"{ap / base_ap:.3f}x" if base_ap else "-")
+            ap = mean_std(_seed_aps(records, task))[0]
+            cost = find_cost(benchmarks, runs[baseline][0], records[0]) or {}
+            cells += [
+                f"{ap / base_ap:.3f}x" if base_ap else "-",
+                _ratio(cost.get("inference")),
+                _ratio(cost.get("train")),
+            ]
         minutes = mean_std([(r.get("train_time_s") or float("nan")) / 60 for r in records])[0]
         seeds = ",".join(str(r["seed"]) for r in records)
         lines.append(f"| **{name}** | {seeds} | " + " | ".join(cells) + f" | {_number(minutes)} min |")
         if with_seeds and len(records) > 1:
             for r in records:
                 values = [_number(r["metrics"].get(task, {}).get(c)) for c in COLUMNS]
-                extra = [""] if baseline else []
+                extra = ["", "", ""] if baseline else []
                 time = _number((r.get("train_time_s") or float("nan")) / 60)
                 lines.append(f"| {name} seed {r['seed']} | | " + " | ".join(values + extra) + f" | {time} min |")
-    machines = sorted({json.dumps([r.get("machine", {}).get(k) for k in ("cpu_cores", "device", "gpu")])
-                       for name in names for r in runs[name]})  # fmt: skip
-    described = "; ".join(
-        f"{cores} CPU cores, {device}" + (f" ({gpu})" if gpu else "")
-        for cores, device, gpu in map(json.loads, machines)
-    )
-    lines += ["", f"Records: `docs/results/{folder}/`; commit {', '.join(sorted(commits))}; {described}."]
+    lines += ["", f"Records: `docs/results/{folder}/`; {_provenance(runs, names)}."]
+    if baseline:
+        lines[-1] += f" Costs: `docs/results/{BENCHMARKS}/`, see [benchmarks](benchmarks.md)."
     return "\n".join(lines) + "\n"
+
+
+def render_models(spec: Dict[str, str]) -> str:
+    """One row per GROUP/RUN/TASK/BASELINE of ``spec["rows"]``: config, AP with its seeds, and the
+    ratios of AP, inference and training-step time against the baseline run of the same group."""
+    benchmarks = load_benchmarks()
+    header = ["model", "config", "task", "AP (mean +- std)", "seeds", "baseline", "AP ratio", "inference", "train step"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in spec["rows"].split(","):
+        group, name, task, baseline = row.split("/")
+        runs = _runs(group, [name, baseline])
+        records, base = runs[name], runs[baseline]
+        mean, std = mean_std(_seed_aps(records, task))
+        base_ap = mean_std(_seed_aps(base, task))[0]
+        cost = find_cost(benchmarks, base[0], records[0]) or {}
+        config = records[0]["config"]
+        lines.append(
+            f"| {name} | [`{os.path.basename(config)}`]({config}) | {task} | {_number(mean)} +- {_number(std)} | "
+            f"{','.join(str(r['seed']) for r in records)} | {baseline} | "
+            f"{f'{mean / base_ap:.2f}x' if base_ap else '-'} | {_ratio(cost.get('inference'))} | "
+            f"{_ratio(cost.get('train'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_benchmarks(spec: Dict[str, str]) -> str:
+    """One row per benchmark record of docs/results/<records>/: both models' median times and the ratios."""
+    folder = spec.get("records", BENCHMARKS)
+    records = load_benchmarks(folder)
+    if not records:
+        raise SystemExit(f"results_tables: no benchmark records under docs/results/{folder}/")
+    header = ["baseline", "compared", "weights", "device", "image", "batch", "inference ms", "ratio", "train step ms",
+              "ratio", "GFLOPs ratio", "params ratio"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    commands = []
+    for number, record in enumerate(records, 1):
+        base, other = record["models"]
+        settings, ratios, machine = record["settings"], record["ratios"], record["machine"]
+        device = machine.get("gpu") or f"{machine.get('cpu_cores')}-core CPU, {settings['threads']} threads"
+        device += ", AMP" if settings.get("amp") else ""
+
+        def ms(model, key):
+            return "-" if model.get(key) is None else f"{1000 * model[key]:.1f}"
+
+        lines.append(
+            f"| {base['name']} | {other['name']} [{number}] | {'trained' if base.get('weights') else 'initial'} | "
+            f"{device} | {settings['image_size']} px | "
+            f"{settings['batch_size']} | {ms(base, 'inference_s')} / {ms(other, 'inference_s')} | "
+            f"{_ratio(ratios.get('inference'))} | {ms(base, 'train_s')} / {ms(other, 'train_s')} | "
+            f"{_ratio(ratios.get('train'))} | {_ratio(ratios.get('flops'))} | {_ratio(ratios.get('params'))} |"
+        )
+        commit = (record.get("commit") or "?")[:10] + ("+" if record.get("dirty") else "")
+        commands.append(f"{number}. `{record['file']}` (commit {commit}): `{record['command']}`")
+    return "\n".join(lines + ["", *commands]) + "\n"
+
+
+RENDERERS = {"results-table": render, "model-table": render_models, "benchmark-table": render_benchmarks}
 
 
 def _spec(text: str) -> Dict[str, str]:
@@ -110,16 +263,16 @@ def _spec(text: str) -> Dict[str, str]:
 
 def regenerate(text: str) -> str:
     """``text`` with every declared table rebuilt."""
-    return TABLE.sub(lambda m: m.group(1) + render(_spec(m.group("spec"))) + m.group(4), text)
+    return TABLE.sub(lambda m: m.group(1) + RENDERERS[m.group("kind")](_spec(m.group("spec"))) + m.group(5), text)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="*", default=DEFAULT_FILES)
+    parser.add_argument("files", nargs="*", help="Markdown files (default: README.md and docs/**/*.md)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
     args = parser.parse_args(argv)
     stale = []
-    for path in args.files:
+    for path in args.files or default_files():
         with open(path) as f:
             text = f.read()
         new = regenerate(text)

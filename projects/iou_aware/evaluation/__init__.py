@@ -6,10 +6,12 @@ from .coco import AP_IOU_THRESHOLDS, ThresholdedCOCOEvaluator, build_coco_evalua
 from .iou_upper_bound import GroundTruthIoUModel, ground_truth_ious
 from .localization_quality import (
     LocalizationQualityEvaluator,
+    ground_truth_boxes,
     pearson_correlation,
     plot_ap_vs_iou_threshold,
     plot_confidence_vs_iou,
 )
+from .score_thresholds import ScoreThresholdEvaluator, match_in_score_order
 from .voc import build_voc_evaluator, is_voc_dataset, prepare_voc_coco_ground_truth, voc_coco_ground_truth
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

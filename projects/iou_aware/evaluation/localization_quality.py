@@ -10,7 +10,7 @@ those that overlap a GT at all (IoU > 0; the rest is the background the NMS and 
 import itertools
 import logging
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,13 @@ from detectron2.utils import comm
 
 from ..layers import pairwise_box_iou
 
-__all__ = ["LocalizationQualityEvaluator", "pearson_correlation", "plot_confidence_vs_iou", "plot_ap_vs_iou_threshold"]
+__all__ = [
+    "LocalizationQualityEvaluator",
+    "ground_truth_boxes",
+    "pearson_correlation",
+    "plot_confidence_vs_iou",
+    "plot_ap_vs_iou_threshold",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,20 @@ def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / denominator) if denominator > 0 else float("nan")
 
 
+def ground_truth_boxes(dataset_name: str) -> Dict[int, Tuple[torch.Tensor, torch.Tensor]]:
+    """image_id -> (boxes (G, 4) float32 XYXY absolute pixels, classes (G,) int64 contiguous ids)
+    of the non-crowd annotations of a registered dataset."""
+    ground_truth = {}
+    for record in DatasetCatalog.get(dataset_name):
+        annotations = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations]
+        ground_truth[record["image_id"]] = (
+            torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64),
+        )
+    return ground_truth
+
+
 class LocalizationQualityEvaluator(DatasetEvaluator):
     """Collects (confidence, IoU with GT) for every detection and reports Pearson correlations.
 
@@ -52,18 +72,7 @@ class LocalizationQualityEvaluator(DatasetEvaluator):
 
     def __init__(self, dataset_name: str, distributed: bool = True):
         self._distributed = distributed
-        self._gt: Dict[int, tuple] = {}
-        for record in DatasetCatalog.get(dataset_name):
-            boxes = [
-                BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
-                for a in record.get("annotations", [])
-                if not a.get("iscrowd", 0)
-            ]
-            classes = [a["category_id"] for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-            self._gt[record["image_id"]] = (
-                torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                torch.tensor(classes, dtype=torch.int64),
-            )
+        self._gt = ground_truth_boxes(dataset_name)
         self.records: Dict[str, np.ndarray] = {}
         self.reset()
 
