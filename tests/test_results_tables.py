@@ -143,4 +143,7 @@ def test_the_benchmark_table_lists_every_record_with_its_command(records, tmp_pa
 
 def test_a_model_is_its_config_and_model_overrides_the_last_override_winning():
     opts = ["MODEL.A", "1", "SOLVER.MAX_ITER", "2", "MODEL.A", "3", "MODEL.WEIGHTS", "w.pth", "MODEL.B", "x"]
-    assert results_tables.model_key("./configs/a.yaml", opts) == ("configs/a.yaml", (("MODEL.A", "3"), ("MODEL.B", "x")))
+    assert results_tables.model_key("./configs/a.yaml", opts) == (
+        "configs/a.yaml",
+        (("MODEL.A", "3"), ("MODEL.B", "x")),
+    )
