@@ -157,6 +157,25 @@ def test_non_iou_box_loss_fails_naming_the_key(repo_root):
         build_model(cfg)
 
 
+def test_the_focal_iou_coefficients_of_the_config_reach_the_box_loss(repo_root):
+    """Focal-IoU = (1 - coef * IoU)^gamma * (1 - IoU): with MODEL.BOX_IOU_LOSS.FOCAL_IOU_COEF 0 it is
+    the plain IoU loss, with the default 0.5 it is smaller (every factor 1 - 0.5 IoU < 1)."""
+
+    def box_loss(kind, coef=None):
+        cfg = _cfg(repo_root)
+        cfg.MODEL.GFL.BOX_LOSS_TYPE = kind
+        if coef is not None:
+            cfg.MODEL.BOX_IOU_LOSS.FOCAL_IOU_COEF = coef
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        with EventStorage():
+            return model(_inputs())["loss_box_reg"].item()
+
+    iou = box_loss("iou")
+    assert box_loss("focal_iou", coef=0.0) == pytest.approx(iou, rel=1e-6)
+    assert box_loss("focal_iou") < iou
+
+
 def test_iou_branch_is_enabled_on_gfl_by_one_config_key(repo_root):
     cfg = _cfg(repo_root, "gflv2_slim_R_FPN")
     cfg.MODEL.IOU_AWARE.ENABLED = True

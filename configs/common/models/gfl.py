@@ -46,6 +46,7 @@ model = L(GFL)(
     dfl_weight=0.25,
     box_loss_type="giou",
     box_loss_weight=2.0,
+    iou_loss_options=dict(focal_gamma=2.0, focal_iou_coef=0.5, focal_diou_coef=0.7, focal_ciou_coef=0.5),
     test_score_thresh=0.05,
     test_topk_candidates=1000,
     test_nms_thresh=0.6,

@@ -33,7 +33,7 @@ from ...layers import (
 )
 from ...utils import check_choice, reduce_mean
 from ..assigners import ATSSAssigner, DenseAssigner
-from ..box_regression import anchor_points_and_strides, boxes_to_distances, distances_to_boxes
+from ..box_regression import anchor_points_and_strides, box_iou_loss_options, boxes_to_distances, distances_to_boxes
 from ..dense_predictions import transpose_dense_predictions
 from ..iou_branch import IoUPredictor, detection_confidence, iou_prediction_loss
 from ..postprocessing import decode_dense_detections, inference_settings
@@ -184,6 +184,7 @@ class GFL(DenseDetector):
         dfl_weight: float = 0.25,
         box_loss_type: str = "giou",
         box_loss_weight: float = 2.0,
+        iou_loss_options: Optional[Dict[str, float]] = None,
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
@@ -202,6 +203,8 @@ class GFL(DenseDetector):
             assigner: a DenseAssigner (ATSS).
             reg_max: bins per side are 0..reg_max (in strides).
             qfl_beta, qfl_weight, dfl_weight, box_loss_type, box_loss_weight: the losses.
+            iou_loss_options: extra keyword arguments of ``box_iou_loss`` (the focal coefficients of
+                the focal_* kinds, MODEL.BOX_IOU_LOSS).
             iou_loss_weight, detach_iou_target, score_alpha, score_mode: the IoU branch of
                 :mod:`iou_aware.modeling.iou_branch`, used when the head has one.
             Other arguments: as Detectron2's RetinaNet.
@@ -217,6 +220,7 @@ class GFL(DenseDetector):
         self.dfl_weight = dfl_weight
         self.box_loss_type = box_loss_type
         self.box_loss_weight = box_loss_weight
+        self.iou_loss_options = dict(iou_loss_options or {})
         self.test_score_thresh = test_score_thresh
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
@@ -246,6 +250,7 @@ class GFL(DenseDetector):
             "qfl_weight": node.QFL_WEIGHT,
             "dfl_weight": node.DFL_WEIGHT,
             "box_loss_type": node.BOX_LOSS_TYPE,
+            "iou_loss_options": box_iou_loss_options(cfg),
             "box_loss_weight": node.BOX_LOSS_WEIGHT,
             "test_score_thresh": node.SCORE_THRESH_TEST,
             "test_topk_candidates": node.TOPK_CANDIDATES_TEST,
@@ -344,7 +349,9 @@ class GFL(DenseDetector):
 
         weights = joint_scores[pos_mask].max(dim=1).values
         weight_sum = reduce_mean(weights.sum()).clamp(min=1.0)
-        loss_box = box_iou_loss(pred_boxes, pos_gt_boxes, kind=self.box_loss_type, weight=weights, reduction="sum")
+        loss_box = box_iou_loss(
+            pred_boxes, pos_gt_boxes, kind=self.box_loss_type, weight=weights, reduction="sum", **self.iou_loss_options
+        )
         side_targets = boxes_to_distances(points, pos_gt_boxes) / strides[:, None]
         loss_dfl = distribution_focal_loss(
             box_logits.reshape(-1, self.reg_max + 1),
