@@ -15,7 +15,7 @@ _HOW_TO_FIX = (
     "placeholder). Install the official Detectron2 from source to get it: "
     "`git clone https://github.com/facebookresearch/detectron2 && "
     "pip install --no-build-isolation -e detectron2`, then rerun `make install` "
-    "(see iou_aware's README, 'Detectron2 builds')."
+    "(see iou_aware's docs/install.md, 'Detectron2 builds')."
 )
 
 

@@ -12,7 +12,7 @@
 # is used as is, with the environment's torch and torchvision (the ones its compiled ops were
 # built against: requirements.txt's torch pins are not installed then). Otherwise the Python package of Detectron2 0.6 is installed from the PyPI source distribution
 # `pb1-detectron2==0.6` (sha256 pinned), without its C++ extension, with a `detectron2._C`
-# placeholder that explains how to get the compiled ops (see README, "Detectron2 builds").
+# placeholder that explains how to get the compiled ops (see docs/install.md, "Detectron2 builds").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

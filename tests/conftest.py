@@ -7,6 +7,7 @@ import tempfile
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))  # the tools are tested through their main()
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "experiments"))  # and the experiment runners
 sys.path.insert(0, os.path.join(REPO_ROOT, "dev"))  # and the developer diagnostics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tiny_datasets
 # Before iou_aware is imported: the default datasets register their files under this cache.

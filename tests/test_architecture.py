@@ -1,4 +1,4 @@
-"""The package's layers only look down (README, "Layout"): parsed from the source with ``ast``, every
+"""The package's layers only look down (docs/design.md, "Layers that only look down"): parsed from the source with ``ast``, every
 import of a module of the package is checked against the layer order, and the import graph has
 no cycle. Function-level imports count: a lazy import is still a dependency."""
 

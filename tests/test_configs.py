@@ -71,7 +71,7 @@ def test_lsnet_coco_configs_train_as_the_reference(path):
 )
 def test_lsnet_pose_configs_use_the_measured_remedies_and_the_defaults_stay_the_reference(path):
     """The pose configs pool the keypoint cross-IoU per person and start the conv before the initial
-    landmarks from He normal (docs/lsnet_pose.md sections 5 and 11); the package defaults, which
+    landmarks from He normal (docs/models/lsnet.md, "Beyond the paper"); the package defaults, which
     every other LSNet config keeps, are the reference's."""
     node = _load(f"{REPO_ROOT}/{path}").MODEL.LSNET
     assert node.KEYPOINT_OVERLAP == "object" and node.INITIAL_CONV_INIT == "kaiming"

@@ -3,7 +3,6 @@ ONNX Runtime) and checks both against the eager model on two image sizes, a blan
 with no detection, exactly one and as many as the detection cap; iou_aware.deployment.OnnxPredictor
 gives DefaultPredictor's detections."""
 
-import importlib.util
 import os
 import sys
 
@@ -38,13 +37,10 @@ ZERO_SCORE_THRESHOLDS = [
 
 
 def _load_export_tool(repo_root):
-    # By file path, under a unique name: "export" is too generic a module name to rely on sys.path.
-    spec = importlib.util.spec_from_file_location(
-        "iou_aware_export_tool", os.path.join(repo_root, "tools", "export.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import export  # tools/export.py, first on sys.path (conftest)
+
+    assert os.path.dirname(export.__file__) == os.path.join(repo_root, "tools")
+    return export
 
 
 @pytest.fixture(scope="module")

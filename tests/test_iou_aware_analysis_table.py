@@ -1,6 +1,5 @@
 """tools/experiments/iou_aware_analysis_table.py: tabulates tools/analyze.py reports over seeds."""
 
-import importlib.util
 import json
 import os
 
@@ -8,11 +7,9 @@ import pytest
 
 
 def _tool(repo_root):
-    path = os.path.join(repo_root, "tools", "experiments", "iou_aware_analysis_table.py")
-    spec = importlib.util.spec_from_file_location("iou_aware_analysis_table", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import iou_aware_analysis_table
+
+    return iou_aware_analysis_table
 
 
 def _report(folder, ap_by_alpha, ap75_by_alpha, pearson, upper=None):

@@ -1,6 +1,5 @@
 """tools/experiments/seeds.py: trains each model per seed, tabulates mean +- std, resumes."""
 
-import importlib.util
 import math
 import os
 
@@ -15,12 +14,9 @@ TINY = [
 
 
 def _seeds_tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        "seeds_tool", os.path.join(repo_root, "tools", "experiments", "seeds.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import seeds
+
+    return seeds
 
 
 def test_mean_and_sample_std():
@@ -109,7 +105,6 @@ def test_the_campaign_names_existing_configs_and_refuses_an_unknown_group(repo_r
 
 def test_checkpoints_of_each_seed_are_analysed_into_records(repo_root, tmp_path):
     """A 2-iteration IoU-aware run with a checkpoint after each iteration, analysed at both."""
-    import importlib
     import json
 
     seeds = _seeds_tool(repo_root)
@@ -117,11 +112,8 @@ def test_checkpoints_of_each_seed_are_analysed_into_records(repo_root, tmp_path)
     config = f"{repo_root}/configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml"
     seeds.main(["--output", str(tmp_path / "runs"), "--seeds", "3", "--train-script", helper,
                 "--run", "iou_aware", config, "SOLVER.CHECKPOINT_PERIOD", "1", "--opts", *TINY])  # fmt: skip
-    spec = importlib.util.spec_from_file_location(
-        "checkpoint_analysis", os.path.join(repo_root, "tools", "experiments", "checkpoint_analysis.py")
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    import checkpoint_analysis as tool
+
     argv = ["--run-dir", str(tmp_path / "runs" / "iou_aware"), "--records", str(tmp_path / "records"),
             "--checkpoints", "model_0000000.pth", "model_final.pth", "--alpha-sweep", "0.5,1"]  # fmt: skip
     records = tool.main(argv)

@@ -2,7 +2,8 @@
 """Speed, parameters and FLOPs of detection models, side by side in one process.
 
     python tools/benchmark.py --config-file configs/Shapes/retinanet_slim_R_FPN.yaml \
-        --compare configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml --output docs/benchmark.md
+        --compare configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml \
+        --output output/benchmarks/iou_aware_retinanet.md --record output/benchmarks/iou_aware_retinanet.json
     python tools/benchmark.py --config-file detectron2://COCO-Detection/retinanet_R_50_FPN_1x.yaml \
         --compare configs/COCO-Detection/iou_aware_retinanet_R_50_FPN_1x.yaml --image-size 800 --device cuda
     python tools/benchmark.py --config-file configs/Shapes/lsnet_slim_R_FPN.yaml \

@@ -2,8 +2,9 @@
 """Speed of one deformable 3x3 conv per implementation (MODEL.LSNET.DEFORM_CONV_IMPL), against a
 plain 3x3 conv of the same size, side by side in one process.
 
+    mkdir -p output/benchmarks
     python tools/benchmark_deform_conv.py --channels 256 --size 64 --batch-size 2 \
-        --output docs/benchmark_deform_conv.md
+        --output output/benchmarks/deform_conv.md
     python tools/benchmark_deform_conv.py --device cuda --impls grid_sample torchvision
 
 Every implementation gets the same input, weight, modulation and positions (the location grid

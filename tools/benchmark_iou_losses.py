@@ -7,7 +7,8 @@ Each measurement is forward + backward of a mean-reduced loss over N random
 Candidates are timed round-robin so that drifts in machine load hit all of them.
 
 Example:
-    python tools/benchmark_iou_losses.py --output docs/iou_loss_benchmark.md
+    mkdir -p output/benchmarks
+    python tools/benchmark_iou_losses.py --output output/benchmarks/iou_losses.md
 """
 
 import argparse

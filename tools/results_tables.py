@@ -215,7 +215,8 @@ def render_models(spec: Dict[str, str]) -> str:
         cost = find_cost(benchmarks, base[0], records[0]) or {}
         config = records[0]["config"]
         lines.append(
-            f"| {name} | [`{os.path.basename(config)}`]({config}) | {task} | {_number(mean)} +- {_number(std)} | "
+            f"| {name} | [`{os.path.basename(config)}`]({config}) | {task} | "
+            f"{_number(mean) + (f' +- {_number(std)}' if len(records) > 1 else '')} | "
             f"{','.join(str(r['seed']) for r in records)} | {baseline} | "
             f"{f'{mean / base_ap:.2f}x' if base_ap else '-'} | {_ratio(cost.get('inference'))} | "
             f"{_ratio(cost.get('train'))} |"

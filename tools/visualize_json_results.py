@@ -48,7 +48,9 @@ def main(argv=None):
     parser.add_argument("--input", required=True, help="coco_instances_results.json of COCOEvaluator")
     parser.add_argument("--dataset", required=True, help="registered dataset the results are for")
     parser.add_argument("--output", required=True, help="folder for the PNG files")
-    parser.add_argument("--conf-threshold", type=float, default=0.3)
+    parser.add_argument(
+        "--conf-threshold", type=float, default=0.5, help="lowest score drawn (default 0.5, as demo/demo.py)"
+    )
     parser.add_argument("--num-images", type=int, default=0, help="draw only the first N images (0: all)")
     args = add_user_dataset_arguments(parser).parse_args(argv)
     register_user_datasets(args)

@@ -2,7 +2,7 @@
 R-50-FPN, 1x: the LazyConfig of lsnet_R_50_FPN_1x.yaml. Cross-IoU weights keypoints 1.0 / 2.0,
 box 0.1 / 0.2; at test time the top 100 points per level, 20 detections per image, boxes > 32x32 px
 of the original image; the keypoint cross-IoU pools one overlap per person and the conv before the
-initial landmarks starts from He normal (docs/lsnet_pose.md)."""
+initial landmarks starts from He normal (why: docs/models/lsnet.md, "Beyond the paper")."""
 
 from iou_aware.data import LandmarkDatasetMapper
 

@@ -112,7 +112,8 @@ def add_iou_aware_config(cfg: CN) -> CN:
     # How deformable convs are computed, same results (iou_aware.layers.deformable): "fused" (the
     # package's C++ CPU gather + one oneDNN GEMM), "grid_sample" (F.grid_sample + batched matmul, any
     # device), "torchvision" (torchvision.ops.deform_conv2d) or "auto": "fused" for CPU float32 /
-    # float64 inputs when iou_aware._C is built, else "grid_sample" (docs/lsnet_training_profile.md).
+    # float64 inputs when iou_aware._C is built, else "grid_sample" (docs/models/lsnet.md,
+    # "Deformable convolutions").
     cfg.MODEL.LSNET.DEFORM_CONV_IMPL = "auto"
     # Cap (MiB) of the pool where the "fused" convs keep their taps matrices between steps (freed
     # with the model); -1: the environment variable IOU_AWARE_SCRATCH_POOL_MB, else 2048.
@@ -121,7 +122,8 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.GRADIENT_MUL = 0.1
     # Initialization of the 3x3 conv before each initial-landmark prediction: "normal" (std 0.01,
     # the reference's) or "kaiming" (He normal over the fan-out, as the reference initializes its
-    # pyramid deformable conv); "kaiming" trains faster from scratch (docs/lsnet_pose.md section 11).
+    # pyramid deformable conv); with "normal" two std-0.01 layers in a row shrink the gradient the
+    # initial landmark loss sends to the tower (docs/models/lsnet.md, "Beyond the paper").
     cfg.MODEL.LSNET.INITIAL_CONV_INIT = "normal"
     # Landmark vectors are divided by POINT_BASE_SCALE * stride before the cross-IoU loss; the
     # initial stage puts each GT on the level whose stride is about its size / POINT_BASE_SCALE.
@@ -130,7 +132,7 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.INIT_POS_NUM = 1
     # Refinement stage: ATSS candidates per level per GT, ranked on REFINE_ASSIGN_ON: "initial_boxes"
     # (the boxes of the initial landmarks, the reference) or "anchors" (squares of side
-    # REFINE_ANCHOR_SCALE * stride on the points, as GFL's ATSS; an ablation, docs/results.md).
+    # REFINE_ANCHOR_SCALE * stride on the points, as GFL's ATSS; an ablation, docs/models/lsnet.md).
     cfg.MODEL.LSNET.ATSS_TOPK = 9
     cfg.MODEL.LSNET.REFINE_ASSIGN_ON = "initial_boxes"
     cfg.MODEL.LSNET.REFINE_ANCHOR_SCALE = 8.0
@@ -142,7 +144,7 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.BOX_BRANCH_INIT_LOSS_WEIGHT = 0.1
     cfg.MODEL.LSNET.BOX_BRANCH_REFINE_LOSS_WEIGHT = 0.2
     # Keypoints: how the cross-IoU pools its overlaps, "axis" (one per keypoint and axis, the
-    # reference) or "object" (one over all keypoints of the person); see docs/lsnet_pose.md.
+    # reference) or "object" (one over all keypoints of the person); see docs/models/lsnet.md.
     cfg.MODEL.LSNET.KEYPOINT_OVERLAP = "axis"
     # Contours: points of the contour (the centre comes on top), and the interleaved groups of
     # the grouped cross-IoU (must divide NUM_CONTOUR_POINTS). The keypoint count of the pose task
@@ -151,7 +153,7 @@ def add_iou_aware_config(cfg: CN) -> CN:
     cfg.MODEL.LSNET.CONTOUR_GROUPS = 9
     # Loss of the classes: "focal" (binary targets at the refinement positives, the reference) or
     # "quality_focal" (GFL's QFL, with FOCAL_LOSS_GAMMA as its beta: the target of a positive is the
-    # IoU of its refined box with its GT box, detached; an ablation, docs/results.md).
+    # IoU of its refined box with its GT box, detached; an ablation, docs/models/lsnet.md).
     cfg.MODEL.LSNET.CLASS_LOSS = "focal"
     # How the refined landmark losses weight their positives: "uniform" (each counts once, divided by
     # their number; the reference) or "score" (as GFL's box losses: each positive weighted by its

@@ -6,8 +6,9 @@
 #   3x           3000 iterations, steps at 2400 / 2850
 #   dgqp_detach  V2 with MODEL.GFL.DGQP_DETACH_INPUT True (an ablation: the reference does not detach)
 #   lr0.005      SOLVER.BASE_LR 0.005 (the GFocalV2 authors' advice for small batches)
-# The 1x runs at lr 0.01 are those of shapes_detectors_seeds.sh. Resumable.
-# Writes output/experiments/gfl_ablations/ (results.md, ap_per_seed_bbox.png).
+# The 1x runs at lr 0.01 are the campaign's (campaign.sh, group shapes_boxes). Resumable.
+# Writes output/experiments/gfl_ablations/ (results.md, ap_per_seed_bbox.png) and the run records to
+# $RECORDS (default docs/results/gfl_ablations/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -27,4 +28,4 @@ for run in $RUNS; do
         *) echo "unknown run $run (use 2x, 3x, dgqp_detach, lr0.005)" >&2; exit 2 ;;
     esac
 done
-$PY tools/experiments/seeds.py --output output/experiments/gfl_ablations --seeds $SEEDS --tasks bbox "${args[@]}"
+$PY tools/experiments/seeds.py --output output/experiments/gfl_ablations --records "${RECORDS:-docs/results/gfl_ablations}" --seeds $SEEDS --tasks bbox "${args[@]}"

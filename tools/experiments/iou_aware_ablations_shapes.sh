@@ -2,15 +2,16 @@
 # IoU-aware RetinaNet with the IoU target detached (MODEL.IOU_AWARE.DETACH_TARGET True): loss_iou
 # then trains the IoU branch only, not the box regression, which separates the ranking effect of
 # the IoU prediction from its regression effect. Seeds 42 43 44 (SEEDS="..." to change); the
-# not-detached runs are those of shapes_detectors_seeds.sh. Then the alpha sweep per seed.
-# Resumable. Writes output/experiments/iou_aware_ablations/.
+# not-detached runs are the campaign's (campaign.sh, group shapes_boxes). Then the alpha sweep per
+# seed. Resumable. Writes output/experiments/iou_aware_ablations/ and the run records to $RECORDS
+# (default docs/results/iou_aware_ablations/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-42 43 44}
 OUT=output/experiments/iou_aware_ablations
 CONFIG=configs/Shapes/iou_aware_retinanet_slim_R_FPN.yaml
-$PY tools/experiments/seeds.py --output $OUT --seeds $SEEDS --tasks bbox \
+$PY tools/experiments/seeds.py --output $OUT --records "${RECORDS:-docs/results/iou_aware_ablations}" --seeds $SEEDS --tasks bbox \
     --run iou_aware_detached $CONFIG MODEL.IOU_AWARE.DETACH_TARGET True
 for seed in $SEEDS; do
     analysis=$OUT/analysis_seed$seed

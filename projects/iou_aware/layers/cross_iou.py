@@ -112,7 +112,7 @@ def cross_iou_loss(
       gradients. No box penalty. With ``keypoint_overlap="object"``: one overlap over all the
       channels of the counted landmarks, ``loss = 1 - sum of minima / sum of maxima``, as
       "box" pools its 20 channels; each channel's gradient is then scaled by the object's
-      size rather than by its own axis's length (see docs/lsnet_pose.md).
+      size rather than by its own axis's length (see docs/models/lsnet.md, "Beyond the paper").
 
     The CIoU-style penalty is ``rho^2 / (c^2 + eps) + v^2 / (1 - IoU + v + eps)`` with rho
     the distance between the centres of the predicted box (from

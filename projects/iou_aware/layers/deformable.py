@@ -18,8 +18,8 @@ a compiled Detectron2:
   device and dtype.
 * "torchvision": ``torchvision.ops.deform_conv2d``, the reference the tests compare against.
 * "auto" (the default): "fused" where it applies (CPU, float32 / float64, the kernel built, no
-  autocast, not tracing), else "grid_sample"; chosen per call, by the measurements in
-  docs/lsnet_training_profile.md (no GPU was measured: "grid_sample" there).
+  autocast, not tracing), else "grid_sample"; chosen per call. ``tools/benchmark_deform_conv.py``
+  times the implementations (docs/models/lsnet.md, "Deformable convolutions").
 """
 
 import os

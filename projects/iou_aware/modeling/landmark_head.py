@@ -111,8 +111,8 @@ class LandmarkBranch(nn.Module):
         """``initial_conv_init``: one of :data:`INITIAL_CONV_INITS`, the initialization of the 3x3
         conv before the initial prediction. "normal" (std 0.01, the reference) puts two std-0.01
         layers in a row with no norm between them: at initialization the gradient of the initial
-        landmark loss that reaches the tower and the prediction conv is about 7x smaller than with
-        "kaiming" (He normal over the fan-out; measured on ``stickmen``, docs/lsnet_pose.md)."""
+        landmark loss that reaches the tower and the prediction conv is smaller than with
+        "kaiming" (He normal over the fan-out; docs/models/lsnet.md, "Beyond the paper")."""
         super().__init__()
         self.landmark_set = landmark_set
         self.gradient_mul = gradient_mul
