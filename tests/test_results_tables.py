@@ -73,8 +73,9 @@ def test_a_table_holds_mean_and_sample_std_per_run_and_the_ratio_to_the_baseline
     assert rows[2].endswith("| 1.000x | 1.00x | 1.00x | 10.00 min |")
     assert "| base seed 43 | | 20.00 |" in table
     ours = next(r for r in rows if r.startswith("| **ours**"))
-    assert ours.startswith("| **ours** | 42,43 | 35.00 +- 7.07 |") and "| 1.750x |" in ours  # 35 / 20
-    assert ours.endswith("| 1.750x | - | - | 10.00 min |")  # no benchmark record of this pair
+    # The ratio pairs the seeds: 35 over base's mean at seeds 42 and 43, (10 + 20) / 2 = 15.
+    assert ours.startswith("| **ours** | 42,43 | 35.00 +- 7.07 |") and "| 2.333x |" in ours
+    assert ours.endswith("| 2.333x | - | - | 10.00 min |")  # no benchmark record of this pair
     assert "commit abc; 2 CPU cores, cpu." in table
 
 
@@ -109,7 +110,7 @@ def test_a_run_gets_the_cost_of_the_benchmark_that_timed_its_model_against_the_b
     )  # fmt: skip
     table = results_tables.render({"records": "campaign", "runs": "base,ours", "baseline": "base", "seeds": "no"})
     ours = next(r for r in table.splitlines() if r.startswith("| **ours**"))
-    assert ours.endswith("| 1.750x | 1.25x | 0.75x | 10.00 min |")  # 25 / 20 ms, 300 / 400 ms
+    assert ours.endswith("| 2.333x | 1.25x | 0.75x | 10.00 min |")  # 25 / 20 ms, 300 / 400 ms
 
 
 def test_the_model_table_has_a_row_per_model_with_its_baseline_ratios(records, tmp_path):
@@ -127,7 +128,7 @@ def test_the_model_table_has_a_row_per_model_with_its_baseline_ratios(records, t
         == "| model | config | task | AP (mean +- std) | seeds | baseline | AP ratio | inference | train step |"
     )
     assert table[2] == (
-        "| ours | [`ours.yaml`](configs/Shapes/ours.yaml) | bbox | 35.00 +- 7.07 | 42,43 | base | 1.75x | 1.50x | 0.50x |"
+        "| ours | [`ours.yaml`](configs/Shapes/ours.yaml) | bbox | 35.00 +- 7.07 | 42,43 | base | 2.33x | 1.50x | 0.50x |"
     )
 
 
@@ -147,3 +148,11 @@ def test_a_model_is_its_config_and_model_overrides_the_last_override_winning():
         "configs/a.yaml",
         (("MODEL.A", "3"), ("MODEL.B", "x")),
     )
+
+
+def test_a_run_without_a_seed_in_common_with_its_baseline_gets_no_ratio_and_one_seed_no_std(records, tmp_path):
+    path = tmp_path / "campaign" / "lone" / "seed7.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_record(7, 50.0, config="configs/Shapes/lone.yaml")))
+    row = results_tables.render_models({"rows": "campaign/lone/bbox/base"}).splitlines()[2]
+    assert row == "| lone | [`lone.yaml`](configs/Shapes/lone.yaml) | bbox | 50.00 | 7 | base | - | - | - |"

@@ -13,7 +13,7 @@ generated:
 ``records``: a folder under docs/results/ holding RUN/seedK.json (``run_record.json`` files of
 ``train_net.py``, collected by ``tools/experiments/seeds.py --records``); ``runs``: which runs, in
 order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
-is taken against (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
+is taken against, over the seeds both runs have (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
 Each mean row is the mean +- sample standard deviation over the seeds found. With a baseline, the
 table also gives each run's cost: its inference and training-step time over the baseline's, from a
 benchmark record (``tools/benchmark.py --record``, under docs/results/benchmarks/) that timed the
@@ -156,6 +156,16 @@ def _provenance(runs: Dict[str, List[Dict]], names: List[str]) -> str:
     return f"commit {', '.join(sorted(commits))}; {described}"
 
 
+def paired_mean_aps(records: List[Dict], baseline: List[Dict], task: str):
+    """Mean AP of a run and of its baseline over the seeds both have (NaN, NaN without one), so
+    that a ratio compares the same seeds."""
+    seeds = {r["seed"] for r in records} & {r["seed"] for r in baseline}
+    return (
+        mean_std(_seed_aps([r for r in records if r["seed"] in seeds], task))[0],
+        mean_std(_seed_aps([r for r in baseline if r["seed"] in seeds], task))[0],
+    )
+
+
 def render(spec: Dict[str, str]) -> str:
     """The Markdown results table that ``spec`` (the comment's key=value pairs) declares."""
     folder, task = spec["records"], spec.get("task", "bbox")
@@ -165,7 +175,6 @@ def render(spec: Dict[str, str]) -> str:
     baseline = spec.get("baseline")
     with_seeds = spec.get("seeds", "yes") == "yes"
     benchmarks = load_benchmarks()
-    base_ap = mean_std(_seed_aps(runs[baseline], task))[0] if baseline else None
     header = [task, "seeds", *COLUMNS]
     if baseline:
         header += [f"AP / {baseline}", f"inference / {baseline}", f"train step / {baseline}"]
@@ -178,10 +187,10 @@ def render(spec: Dict[str, str]) -> str:
             mean, std = mean_std(_seed_aps(records, task, column))
             cells.append(f"{_number(mean)} +- {_number(std)}" if len(records) > 1 else _number(mean))
         if baseline:
-            ap = mean_std(_seed_aps(records, task))[0]
+            ap, base_ap = paired_mean_aps(records, runs[baseline], task)
             cost = find_cost(benchmarks, runs[baseline][0], records[0]) or {}
             cells += [
-                f"{ap / base_ap:.3f}x" if base_ap else "-",
+                f"{ap / base_ap:.3f}x" if base_ap and math.isfinite(base_ap) else "-",
                 _ratio(cost.get("inference")),
                 _ratio(cost.get("train")),
             ]
@@ -211,14 +220,15 @@ def render_models(spec: Dict[str, str]) -> str:
         runs = _runs(group, [name, baseline])
         records, base = runs[name], runs[baseline]
         mean, std = mean_std(_seed_aps(records, task))
-        base_ap = mean_std(_seed_aps(base, task))[0]
+        paired_ap, base_ap = paired_mean_aps(records, base, task)
         cost = find_cost(benchmarks, base[0], records[0]) or {}
         config = records[0]["config"]
         lines.append(
             f"| {name} | [`{os.path.basename(config)}`]({config}) | {task} | "
             f"{_number(mean) + (f' +- {_number(std)}' if len(records) > 1 else '')} | "
             f"{','.join(str(r['seed']) for r in records)} | {baseline} | "
-            f"{f'{mean / base_ap:.2f}x' if base_ap else '-'} | {_ratio(cost.get('inference'))} | "
+            f"{f'{paired_ap / base_ap:.2f}x' if base_ap and math.isfinite(base_ap) else '-'} | "
+            f"{_ratio(cost.get('inference'))} | "
             f"{_ratio(cost.get('train'))} |"
         )
     return "\n".join(lines) + "\n"
