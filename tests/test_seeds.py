@@ -56,8 +56,19 @@ def test_two_seeds_of_a_two_iteration_run_make_a_table_and_a_plot_and_resume(rep
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
+    commit = seeds.current_commit()  # asked of git before subprocess.run is replaced
+    monkeypatch.setattr(seeds, "current_commit", lambda: commit)
     monkeypatch.setattr(seeds.subprocess, "run", no_training)
     assert seeds.main(argv)["retinanet"] == runs
+
+    # A finished run is reused only for the same setting and the same code.
+    other_lr = [a if a != "0.001" else "0.002" for a in argv]
+    with pytest.raises(SystemExit, match="retinanet/seed1 holds a finished run of config .* remove the folder"):
+        seeds.main(other_lr)
+    monkeypatch.setattr(seeds, "current_commit", lambda: "0123456789abcdef")
+    with pytest.raises(SystemExit, match="trained at commit .*, the checkout is at 0123456789: remove the folder"):
+        seeds.main(argv)
+    assert seeds.main(["--reuse-other-commits", *argv])["retinanet"] == runs
 
 
 def test_report_only_tabulates_the_finished_runs_and_trains_nothing(repo_root, tmp_path, monkeypatch):

@@ -9,7 +9,9 @@
 Each ``--run NAME CONFIG [KEY VALUE ...]`` is trained once per seed with ``SEED k`` and everything
 else equal, by ``train_net.py`` in a subprocess, into OUTPUT/NAME/seedK. A run whose
 ``final_metrics.json`` exists is skipped, so an interrupted sweep resumes where it stopped (a run
-killed half-way restarts from its beginning). Writes OUTPUT/results.md (per task: mean +- std and
+killed half-way restarts from its beginning); a finished run of another config, other overrides
+or another commit of the code stops the sweep instead (``--reuse-other-commits`` keeps runs of
+other commits). Writes OUTPUT/results.md (per task: mean +- std and
 every seed's value of AP, AP50, AP75, APs, APm, APl, AP60..AP90, and the wall time of each run) and
 OUTPUT/ap_per_seed_<task>.png (AP per model, one point per seed). With ``--records DIR``, each
 finished run's record (``run_record.json``, written by ``train_net.py``) is copied to
@@ -31,6 +33,8 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
 
 from summarize_runs import final_results  # noqa: E402
 
+from iou_aware.engine.run_record import git_commit  # noqa: E402
+
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "AP90")
 FINAL = "final_metrics.json"
 
@@ -44,11 +48,50 @@ def finished_record(output_dir: str):
         return json.load(f)
 
 
-def train_once(train_script: str, config: str, seed: int, output_dir: str, opts: List[str], tasks: List[str]) -> Dict:
-    """Train one (config, seed) run unless its final metrics exist; return them."""
+def current_commit():
+    """The git commit of the checkout that trains (None outside a checkout)."""
+    return git_commit(REPO_ROOT)[0]
+
+
+def check_finished_run(output_dir: str, record: Dict, config: str, opts: List[str], reuse_other_commits: bool) -> None:
+    """Refuse to reuse a finished run that is not the one asked for: another config or overrides,
+    or (unless ``reuse_other_commits``) another commit of the code, so that no table mixes a stale
+    run with fresh ones."""
+    asked = (os.path.abspath(config), list(opts))
+    found = (os.path.abspath(record.get("config", "")), list(record.get("opts", [])))
+    if found != asked:
+        raise SystemExit(
+            f"[seeds] {output_dir} holds a finished run of config {found[0]} with {found[1]}, not of {asked[0]} "
+            f"with {asked[1]}: remove the folder or choose another --output"
+        )
+    run_record = os.path.join(output_dir, "run_record.json")
+    if reuse_other_commits or not os.path.isfile(run_record):
+        return
+    with open(run_record) as f:
+        trained_at = json.load(f).get("commit")
+    now = current_commit()
+    if trained_at and now and trained_at != now:
+        raise SystemExit(
+            f"[seeds] {output_dir} was trained at commit {trained_at[:10]}, the checkout is at {now[:10]}: "
+            "remove the folder, choose another --output, or pass --reuse-other-commits to keep it"
+        )
+
+
+def train_once(
+    train_script: str,
+    config: str,
+    seed: int,
+    output_dir: str,
+    opts: List[str],
+    tasks: List[str],
+    reuse_other_commits: bool = False,
+) -> Dict:
+    """Train one (config, seed) run unless its final metrics exist (and are of this config,
+    overrides and commit: :func:`check_finished_run`); return them."""
     final = os.path.join(output_dir, FINAL)
     record = finished_record(output_dir)
     if record is not None:
+        check_finished_run(output_dir, record, config, opts, reuse_other_commits)
         return record
     os.makedirs(output_dir, exist_ok=True)
     command = [
@@ -158,6 +201,11 @@ def main(argv=None):
     parser.add_argument("--train-script", default=os.path.join(REPO_ROOT, "train_net.py"))
     parser.add_argument("--records", help="copy each finished run's run_record.json to RECORDS/NAME/seedK.json")
     parser.add_argument(
+        "--reuse-other-commits",
+        action="store_true",
+        help="keep finished runs trained at another commit of the code (by default they stop the sweep)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: tabulate the runs whose final metrics exist (a sweep still running, or cut short)",
@@ -180,7 +228,10 @@ def main(argv=None):
                 record = finished_record(output_dir)
                 records[name] += [record] if record is not None else []
                 continue
-            records[name].append(train_once(args.train_script, config, seed, output_dir, list(args.opts) + opts, tasks))
+            run_opts = list(args.opts) + opts
+            records[name].append(
+                train_once(args.train_script, config, seed, output_dir, run_opts, tasks, args.reuse_other_commits)
+            )
             if args.records:
                 copy_record(output_dir, args.records, name, seed)
     records = {name: runs_of_model for name, runs_of_model in records.items() if runs_of_model}
