@@ -156,3 +156,49 @@ def test_a_run_without_a_seed_in_common_with_its_baseline_gets_no_ratio_and_one_
     path.write_text(json.dumps(_record(7, 50.0, config="configs/Shapes/lone.yaml")))
     row = results_tables.render_models({"rows": "campaign/lone/bbox/base"}).splitlines()[2]
     assert row == "| lone | [`lone.yaml`](configs/Shapes/lone.yaml) | bbox | 50.00 | 7 | base | - | - | - |"
+
+
+def _analysis_record(tmp_path, seed, iteration, ap_by_alpha, ap75_by_alpha, pearson, upper=None):
+    analysis = {
+        "alpha_sweep": {a: {"AP": ap, "AP75": ap75_by_alpha[a]} for a, ap in ap_by_alpha.items()},
+        "localization": pearson,
+    }
+    if upper is not None:
+        analysis["upper_bound"] = {"AP": upper}
+    record = {"seed": seed, "iteration": iteration, "checkpoint": "x.pth", "commit": "abc", "dirty": False}
+    path = tmp_path / "analysis" / f"seed{seed}_model_{iteration:07d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**record, "analysis": analysis}))
+
+
+def test_the_analysis_table_gives_the_ranking_gain_and_the_correlations_per_iteration_by_hand(records, tmp_path):
+    _analysis_record(
+        tmp_path, 1, 1000, {"0.5": 30.0, "1.0": 29.0, "0.3": 31.0}, {"0.5": 34.0, "1.0": 33.0, "0.3": 35.0},
+        {"pearson_pred_ious": 0.1, "pearson_pred_ious_any_class_overlapping": 0.5}, upper=36.0,
+    )  # fmt: skip
+    _analysis_record(
+        tmp_path, 2, 1000, {"0.5": 26.0, "1.0": 26.0, "0.3": 25.0}, {"0.5": 30.0, "1.0": 31.0, "0.3": 29.0},
+        {"pearson_pred_ious": 0.3, "pearson_pred_ious_any_class_overlapping": 0.7}, upper=32.0,
+    )  # fmt: skip
+    _analysis_record(
+        tmp_path, 1, 3000, {"0.5": 40.0, "1.0": 38.0}, {"0.5": 44.0, "1.0": 41.0}, {"pearson_scores": None}
+    )
+    text = results_tables.render_analysis({"records": "analysis"})
+    rows = [line for line in text.splitlines() if line.startswith("| 1000 iterations")]
+    # AP at alpha 1: 29, 26 -> 27.50 +- 2.12 (sqrt(4.5)); alpha 0.5: 30, 26 -> 28.00 +- 2.83 (sqrt(8));
+    # gain 1, 0 -> 0.50 +- 0.71; AP75 33, 31 -> 32.00 +- 1.41 and 34, 30 -> 32.00 +- 2.83; best alphas 0.3, 0.5
+    # (the first of the ties 0.5 / 1.0 in the report's order); upper bound 36, 32 -> 34.00 +- 2.83.
+    assert rows[0] == (
+        "| 1000 iterations (seeds 1,2) | 2 | 27.50 +- 2.12 | 28.00 +- 2.83 | 0.50 +- 0.71 | 32.00 +- 1.41 "
+        "| 32.00 +- 2.83 | 0.3, 0.5 | 34.00 +- 2.83 |"
+    )
+    # Predicted IoU: same class, all 0.1, 0.3 -> 0.20 +- 0.14; any class, IoU > 0 0.5, 0.7 -> 0.60 +- 0.14.
+    assert rows[1] == "| 1000 iterations (seeds 1,2) | predicted IoU | 0.20 +- 0.14 | - | - | 0.60 +- 0.14 |"
+    assert "| 3000 iterations (seeds 1) | 1 | 38.00 | 40.00 | 2.00 | 41.00 | 44.00 | 0.5 | - |" in text
+    assert "| 3000 iterations (seeds 1) | S | - | - | - | - |" in text  # a NaN correlation recorded as null
+
+
+def test_an_analysis_without_the_two_alphas_is_named(records, tmp_path):
+    _analysis_record(tmp_path, 1, 1000, {"0.5": 30.0}, {"0.5": 34.0}, {})
+    with pytest.raises(SystemExit, match="lacks alpha 0.5 or 1.0"):
+        results_tables.render_analysis({"records": "analysis"})

@@ -31,7 +31,15 @@ inference and training-step ratios against the baseline run of the same group; a
     <!-- benchmark-table records=benchmarks -->
     <!-- /benchmark-table -->
 
-one row per benchmark record of the folder: both models' median times and the ratios.
+one row per benchmark record of the folder: both models' median times and the ratios; and
+
+    <!-- analysis-table records=mechanisms_3x_analysis/iou_aware_retinanet_3x -->
+    <!-- /analysis-table -->
+
+the records of ``tools/experiments/checkpoint_analysis.py`` (``tools/analyze.py`` reports of an
+IoU-aware model per seed and checkpoint), one row per iteration: what the ranking S = p^alpha
+IoU^(1 - alpha) adds on the same weights (AP at alpha 1 and 0.5, their difference, the best alpha
+per seed, AP with the true IoU), then how each confidence correlates with the true IoU.
 """
 
 import argparse
@@ -56,7 +64,8 @@ def default_files() -> List[str]:
 
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP60", "AP70", "AP80", "AP90")
 TABLE = re.compile(
-    r"(<!-- (?P<kind>results-table|model-table|benchmark-table) (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /(?P=kind) -->)",
+    r"(<!-- (?P<kind>results-table|model-table|benchmark-table|analysis-table) (?P<spec>[^>]*?) -->\n)"
+    r"(?P<body>.*?)(<!-- /(?P=kind) -->)",
     re.S,
 )
 BENCHMARKS = "benchmarks"
@@ -265,7 +274,104 @@ def render_benchmarks(spec: Dict[str, str]) -> str:
     return "\n".join(lines + ["", *commands]) + "\n"
 
 
-RENDERERS = {"results-table": render, "model-table": render_models, "benchmark-table": render_benchmarks}
+CONFIDENCE_FIELDS = (("pred_ious", "predicted IoU"), ("cls_scores", "p"), ("scores", "S"))
+IOU_TARGETS = (
+    ("", "same class, all"),
+    ("_overlapping", "same class, IoU > 0"),
+    ("_any_class", "any class, all"),
+    ("_any_class_overlapping", "any class, IoU > 0"),
+)
+
+
+def _cell(values: List[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{_number(mean)} +- {_number(std)}" if len(values) > 1 else _number(mean)
+
+
+def ranking_rows(name: str, reports: List[Dict]) -> str:
+    """A row of the ranking table over ``reports`` (analyze.py reports of one model, one per seed,
+    each with an alpha sweep holding 0.5 and 1.0)."""
+    for report in reports:
+        if not {"0.5", "1.0"} <= set(report.get("alpha_sweep", {})):
+            raise SystemExit(f"results_tables: an analysis of {name} lacks alpha 0.5 or 1.0 in its sweep")
+    p_only = [r["alpha_sweep"]["1.0"]["AP"] for r in reports]
+    default = [r["alpha_sweep"]["0.5"]["AP"] for r in reports]
+    best = [max(r["alpha_sweep"], key=lambda a: r["alpha_sweep"][a]["AP"]) for r in reports]
+    upper = [r["upper_bound"]["AP"] for r in reports if "upper_bound" in r]
+    cells = [
+        _cell(p_only),
+        _cell(default),
+        _cell([d - p for d, p in zip(default, p_only)]),
+        _cell([r["alpha_sweep"]["1.0"]["AP75"] for r in reports]),
+        _cell([r["alpha_sweep"]["0.5"]["AP75"] for r in reports]),
+        ", ".join(best),
+        _cell(upper) if upper else "-",
+    ]
+    return f"| {name} | {len(reports)} | " + " | ".join(cells) + " |"
+
+
+def correlation_rows(name: str, reports: List[Dict]) -> List[str]:
+    """Rows of the correlation table: Pearson r of each confidence with the true IoU, mean +- std over seeds."""
+    rows = []
+    for field, label in CONFIDENCE_FIELDS:
+        cells = []
+        for suffix, _ in IOU_TARGETS:
+            key = f"pearson_{field}{suffix}"
+            values = [r["localization"][key] for r in reports if r["localization"].get(key) is not None]
+            cells.append(_cell(values) if values else "-")
+        rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def analysis_tables(models: Dict[str, List[Dict]]) -> str:
+    """The ranking table and the correlation table of ``models`` (name -> analyze.py reports)."""
+    ranking = [
+        "| model | seeds | AP, alpha 1 (p only) | AP, alpha 0.5 | ranking gain | AP75, alpha 1 | AP75, alpha 0.5 "
+        "| best alpha per seed | AP, true IoU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    correlation = [
+        "| model | confidence | " + " | ".join(label for _, label in IOU_TARGETS) + " |",
+        "|---|---|" + "---|" * len(IOU_TARGETS),
+    ]
+    for name, reports in models.items():
+        ranking.append(ranking_rows(name, reports))
+        correlation += correlation_rows(name, reports)
+    return "\n".join(ranking + [""] + correlation) + "\n"
+
+
+def render_analysis(spec: Dict[str, str]) -> str:
+    """The analysis tables of the checkpoint-analysis records under docs/results/<records>/, one
+    model row per iteration (the seeds of that checkpoint pooled)."""
+    folder = spec["records"]
+    paths = sorted(glob.glob(os.path.join(RECORDS_ROOT, folder, "seed*_*.json")))
+    if not paths:
+        raise SystemExit(f"results_tables: no analysis records under docs/results/{folder}/")
+    by_iteration: Dict[int, List[Dict]] = {}
+    for path in paths:
+        with open(path) as f:
+            record = json.load(f)
+        by_iteration.setdefault(record["iteration"], []).append(record)
+    models = {}
+    for iteration in sorted(by_iteration):
+        records = sorted(by_iteration[iteration], key=lambda r: r["seed"])
+        seeds = ",".join(str(r["seed"]) for r in records)
+        models[f"{iteration} iterations (seeds {seeds})"] = [r["analysis"] for r in records]
+    commits = {
+        (r.get("commit") or "?")[:10] + ("+" if r.get("dirty") else "") for rs in by_iteration.values() for r in rs
+    }
+    return (
+        analysis_tables(models)
+        + f"\nRecords: `docs/results/{folder}/`; analysed at commit {', '.join(sorted(commits))}.\n"
+    )
+
+
+RENDERERS = {
+    "results-table": render,
+    "model-table": render_models,
+    "benchmark-table": render_benchmarks,
+    "analysis-table": render_analysis,
+}
 
 
 def _spec(text: str) -> Dict[str, str]:
