@@ -9,7 +9,8 @@
 #   SEEDS="42" OUT=output/campaign bash tools/experiments/campaign.sh
 #
 # Groups (1x = 1000 iterations x 8 images from scratch, the Shapes configs' schedule):
-#   shapes_boxes     RetinaNet, IoU-aware RetinaNet, GFL, GFL V2, LSNet (reference, QFL) on `shapes`
+#   shapes_boxes     RetinaNet, IoU-aware RetinaNet, GFL, GFL V2, LSNet (reference, QFL) on `shapes`,
+#                    then the IoU-aware runs analysed (tools/experiments/checkpoint_analysis.py)
 #   box_losses       Faster R-CNN: smooth L1 at weight 1 and 10; IoU, GIoU, Focal-IoU at 10
 #   masks            Mask R-CNN and the LSNet contour configs on `shapes`
 #   pose             Keypoint R-CNN and LSNet pose on `stickmen`
@@ -42,7 +43,12 @@ for group in $CAMPAIGN_GROUPS; do
                 --run gfl $SHAPES/gfl_slim_R_FPN.yaml \
                 --run gflv2 $SHAPES/gflv2_slim_R_FPN.yaml \
                 --run lsnet $SHAPES/lsnet_slim_R_FPN.yaml \
-                --run lsnet_qfl $SHAPES/lsnet_qfl_slim_R_FPN.yaml ;;
+                --run lsnet_qfl $SHAPES/lsnet_qfl_slim_R_FPN.yaml
+            # The IoU-aware ranking on each seed's 1x weights: alpha sweep, true-IoU upper bound,
+            # correlation of the predicted and the true IoU.
+            $PY tools/experiments/checkpoint_analysis.py --run-dir "$OUT/$group/iou_aware_retinanet" \
+                --records "$RECORDS/${group}_analysis/iou_aware_retinanet" --checkpoints model_final.pth \
+                --alpha-sweep 0,0.25,0.5,0.75,1 --upper-bound ;;
         box_losses)
             config=$SHAPES/faster_rcnn_slim_R_FPN_focal_iou.yaml
             run_group "$group" --tasks bbox \
