@@ -32,6 +32,7 @@ from iou_aware.data import add_user_dataset_arguments, oks_sigmas_for, register_
 from iou_aware.engine import EvaluationCheckpointer, Trainer, check_weights_file, launch, lazy
 from iou_aware.engine.run_record import build_run_record, write_run_record
 from iou_aware.model_zoo import resolve_config_file
+from iou_aware.modeling import model_requirements
 
 
 def setup(args):
@@ -69,7 +70,9 @@ def main(args):
         check_weights_file(cfg.MODEL.WEIGHTS)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        class_count_key = model_requirements(cfg).class_count_key or ""
+        checkpointer = EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR, class_count_key=class_count_key)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         _record(
             args,
@@ -80,6 +83,7 @@ def main(args):
             cfg.MODEL.DEVICE,
             results,
             None,
+            cfg.MODEL.WEIGHTS,
         )
         return results
     trainer = Trainer(cfg)
@@ -99,7 +103,7 @@ def main(args):
     return results
 
 
-def _record(args, output_dir, seed, iterations, ims_per_batch, device, results, train_time_s):
+def _record(args, output_dir, seed, iterations, ims_per_batch, device, results, train_time_s, weights=None):
     """Write the run record (iou_aware.engine.run_record) into the output folder, on the main process."""
     if not comm.is_main_process():
         return
@@ -113,6 +117,7 @@ def _record(args, output_dir, seed, iterations, ims_per_batch, device, results, 
         train_time_s=train_time_s,
         device=str(device),
         eval_only=bool(args.eval_only),
+        weights=weights,
     )
     write_run_record(output_dir, record)
 
@@ -132,7 +137,8 @@ def lazy_main(args):
         model = lazy.ddp_model(model)
         EvaluationCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
         results = lazy.do_test(cfg, model)
-        _record(args, cfg.train.output_dir, seed, cfg.train.max_iter, batch, device, results, None)
+        _record(args, cfg.train.output_dir, seed, cfg.train.max_iter, batch, device, results, None,
+                cfg.train.init_checkpoint)  # fmt: skip
         return results
     start = time.perf_counter()
     results = lazy.do_train(args, cfg)

@@ -34,6 +34,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 import iou_aware  # noqa: F401  (registers the models and the synthetic datasets)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_user_dataset_arguments, register_user_datasets
+from iou_aware.deployment import check_class_names
 from iou_aware.model_zoo import resolve_config_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -188,9 +189,16 @@ def main(argv=None) -> int:
         predictor = onnx_predictor(args.onnx, args.confidence_threshold)
         metadata = predictor.metadata
     else:
+        misplaced = [a for a in args.opts if a in ("--register-coco", "--register-voc", "--voc-classes")]
+        if misplaced:
+            raise SystemExit(f"{misplaced[0]} after --opts is read as a config key: put it before --opts")
         cfg = setup_cfg(args)
-        predictor = DefaultPredictor(cfg)
         metadata = metadata_of(cfg)
+        try:
+            check_class_names(cfg, metadata)
+        except ValueError as e:
+            raise SystemExit(f"cannot name the classes: {e}")
+        predictor = DefaultPredictor(cfg)
     failures = []
     if args.input:
         failures += run_on_images(metadata, predictor, expand_inputs(args.input), args.output)

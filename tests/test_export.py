@@ -8,9 +8,13 @@ import sys
 
 import pytest
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser
+from detectron2.modeling import build_model
 
 import train_net
+from iou_aware.config import add_iou_aware_config
 
 CONFIGS = [
     "Shapes/iou_aware_retinanet_slim_R_FPN.yaml",
@@ -366,6 +370,26 @@ def test_export_names_a_missing_weights_file(export_tool, repo_root, tmp_path):
     with pytest.raises(SystemExit, match="MODEL.WEIGHTS file not found: .*nope.pth"):
         export_tool.main(_export_args(repo_root, tmp_path / "export", missing))
     assert not (tmp_path / "export").exists()  # nothing was done
+
+
+def test_export_refuses_class_names_that_do_not_match_the_models_class_count(export_tool, repo_root, tmp_path):
+    """A model of 2 classes with the 4 names of shapes_tiny_val would export a wrong export.json."""
+    torch.manual_seed(0)
+    cfg = get_cfg()
+    add_iou_aware_config(cfg)
+    cfg.merge_from_file(f"{repo_root}/configs/{CONFIGS[0]}")
+    cfg.MODEL.RETINANET.NUM_CLASSES = 2
+    cfg.MODEL.DEVICE = "cpu"
+    DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("two_classes")
+    args = _export_args(repo_root, tmp_path / "export", tmp_path / "two_classes.pth") + [
+        "MODEL.RETINANET.NUM_CLASSES",
+        "2",
+    ]
+    with pytest.raises(
+        SystemExit, match="MODEL.RETINANET.NUM_CLASSES = 2 classes, but the test dataset 'shapes_tiny_val'"
+    ):
+        export_tool.main(args)
+    assert not (tmp_path / "export").exists()
 
 
 def test_the_check_reports_a_different_count_or_boxes_beyond_tolerance_as_a_mismatch(export_tool):

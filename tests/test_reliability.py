@@ -220,6 +220,23 @@ def test_eval_only_with_a_checkpoint_of_another_meta_architecture_is_an_error(re
         train_net.main(args)
 
 
+def test_eval_only_with_a_checkpoint_of_another_class_count_names_the_key_and_each_shape_once(repo_root, tmp_path):
+    cfg = _cfg(repo_root, "Shapes/gfl_slim_R_FPN.yaml")
+    cfg.MODEL.GFL.NUM_CLASSES = 2
+    DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("two_classes")
+    args = _train_args(
+        repo_root, tmp_path, "MODEL.WEIGHTS", str(tmp_path / "two_classes.pth"), "DATASETS.TEST", "('shapes_tiny_val',)",
+        flags=("--eval-only",), config="Shapes/gfl_slim_R_FPN.yaml",
+    )  # fmt: skip
+    with pytest.raises(IncompatibleCheckpointError) as error:
+        train_net.main(args)
+    message = str(error.value)
+    # Only the class logits' conv depends on the class count (4 in the config, 2 in the checkpoint):
+    # its weight and bias have another shape, and nothing is reported missing besides them.
+    assert "2 have another shape (head.cls_score.weight: (2, " in message and "(4, " in message
+    assert "missing" not in message and "another class count (MODEL.GFL.NUM_CLASSES)" in message
+
+
 def test_eval_only_accepts_a_checkpoint_of_the_same_architecture(repo_root, tmp_path, monkeypatch):
     torch.manual_seed(5)  # weights that no fresh build of the model gives
     model = build_model(_cfg(repo_root, "Shapes/lsnet_slim_R_FPN.yaml"))

@@ -126,6 +126,13 @@ def test_eval_only_with_the_checkpoint_reproduces_the_final_evaluation(trained, 
     eval_results = train_net.main(args)
     for task in results:
         assert eval_results[task] == pytest.approx(results[task], abs=1e-9, nan_ok=True)
+    # The evaluation has its own record; it names the weights and trains nothing.
+    import json
+
+    record = json.loads((tmp_path / "eval_record.json").read_text())
+    assert record["eval_only"] and record["weights"] == str(output_dir / "model_final.pth")
+    assert record["iterations"] is None and record["train_time_s"] is None
+    assert not (tmp_path / "run_record.json").exists()
 
 
 @pytest.mark.parametrize("trained", ["iou_aware_retinanet_slim_R_FPN.yaml"], indirect=True)
@@ -345,6 +352,13 @@ def test_demo_draws_predictions_and_reports_a_corrupt_image_by_name(trained, rep
     missing = args[:-6] + ["MODEL.WEIGHTS", str(tmp_path / "nope.pth")]
     with pytest.raises(SystemExit, match="MODEL.WEIGHTS file not found: .*nope.pth"):
         demo.main(missing)
+    # Names for another class count than the model's would label every box wrongly.
+    with pytest.raises(
+        SystemExit, match="MODEL.RETINANET.NUM_CLASSES = 2 classes, but the test dataset 'shapes_val' names 4"
+    ):
+        demo.main(args + ["MODEL.RETINANET.NUM_CLASSES", "2"])
+    with pytest.raises(SystemExit, match="--register-coco after --opts .* put it before --opts"):
+        demo.main(args + ["--register-coco", "x", "x.json", "images"])
 
 
 @pytest.mark.parametrize("trained", ["lsnet_contour_slim_R_FPN.yaml", "lsnet_keypoint_slim_R_FPN.yaml"], indirect=True)

@@ -66,7 +66,13 @@ from detectron2.structures import Instances
 import iou_aware  # noqa: F401  (registers the package's models and datasets)
 from iou_aware.config import add_iou_aware_config
 from iou_aware.data import add_user_dataset_arguments, register_user_datasets
-from iou_aware.deployment import describe_export, instances_from_outputs, traceable_inference, write_description
+from iou_aware.deployment import (
+    check_class_names,
+    describe_export,
+    instances_from_outputs,
+    traceable_inference,
+    write_description,
+)
 from iou_aware.model_zoo import resolve_config_file
 
 FORMATS = ("torchscript", "onnx")
@@ -368,6 +374,11 @@ def main(argv=None):
     elif not os.path.isfile(sample):
         raise SystemExit(f"--sample-image not found: {sample}")
 
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
+    try:
+        check_class_names(cfg, metadata)
+    except ValueError as e:
+        raise SystemExit(f"cannot describe the export: {e}")
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
@@ -381,7 +392,6 @@ def main(argv=None):
     with torch.no_grad():
         detections = inference_func(model, [{"image": image}])[0]
     model_file = "model.onnx" if args.format == "onnx" else "model.ts"
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
     description = describe_export(cfg, model, detections, model_file, args.format, metadata)
     # eval(): the adapter is a new module in training mode, and the ONNX exporter applies its mode.
     traceable = TracingAdapter(model, [{"image": image}], inference_func).eval()

@@ -5,6 +5,7 @@ exported model, the post-processing that brings its detections to the original i
 from .description import (
     DESCRIPTION_FILE,
     DESCRIPTION_VERSION,
+    check_class_names,
     describe_export,
     instances_from_outputs,
     metadata_from_description,

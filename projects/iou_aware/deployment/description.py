@@ -41,7 +41,7 @@ from detectron2.data import Metadata
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
-from ..modeling import LSNet
+from ..modeling import LSNet, config_value, model_requirements
 
 __all__ = [
     "DESCRIPTION_FILE",
@@ -107,6 +107,25 @@ def describe_export(
         },
         "metadata": _jsonable_metadata(metadata, cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None),
     }
+
+
+def check_class_names(cfg, metadata) -> None:
+    """Raise ValueError when the test dataset's ``thing_classes`` (the names the Visualizer and an
+    export's description give the classes) are not one per class of the model: a model trained on
+    your data with the config's own test dataset (e.g. ``shapes_val``) would be drawn and exported
+    with that dataset's names."""
+    names = metadata.get("thing_classes", None) if metadata is not None else None
+    key = model_requirements(cfg).class_count_key
+    if names is None or not key:
+        return
+    count = config_value(cfg, key)
+    if len(names) != count:
+        dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
+        raise ValueError(
+            f"the model has {key} = {count} classes, but the test dataset {dataset!r} names {len(names)} "
+            f"({list(names)[:6]}): set DATASETS.TEST to your data (registered with --register-coco / "
+            "--register-voc), e.g. with the config.yaml that training wrote into its OUTPUT_DIR"
+        )
 
 
 def _output(name: str, kind: str, tensor: torch.Tensor) -> Dict[str, Any]:

@@ -26,12 +26,20 @@ class EvaluationCheckpointer(DetectionCheckpointer):
     is right for fine-tuning but evaluates a partly random model when the checkpoint belongs to
     another meta-architecture."""
 
+    def __init__(self, model, save_dir: str = "", *, class_count_key: str = "", **checkpointables):
+        """``class_count_key``: the config key of the model's class count, named in the error
+        when a class-dependent layer has another shape."""
+        super().__init__(model, save_dir, **checkpointables)
+        self.class_count_key = class_count_key
+
     def _load_model(self, checkpoint):
         checkpoint_keys = list(checkpoint.get("model", {}))  # fvcore pops "model" while loading
         incompatible = super()._load_model(checkpoint)
         parameters = {name for name, _ in self.model.named_parameters()}
-        missing: List[str] = [k for k in incompatible.missing_keys if k in parameters]
-        wrong_shape = [k for k, *_ in incompatible.incorrect_shapes if k in parameters]
+        shapes = {k: (tuple(found), tuple(wanted)) for k, found, wanted in incompatible.incorrect_shapes}
+        wrong_shape = [k for k in shapes if k in parameters]
+        # A mis-shaped weight is dropped before loading, so it is also "missing": count it once.
+        missing: List[str] = [k for k in incompatible.missing_keys if k in parameters and k not in shapes]
         if missing or wrong_shape:
             found = sorted({".".join(k.split(".")[:2]) for k in checkpoint_keys})[:6]
             model_name = type(self.model).__name__
@@ -39,11 +47,16 @@ class EvaluationCheckpointer(DetectionCheckpointer):
             if missing:
                 problems.append(f"{len(missing)} of its {len(parameters)} parameters are missing (e.g. {missing[:3]})")
             if wrong_shape:
-                problems.append(f"{len(wrong_shape)} have another shape (e.g. {wrong_shape[:3]})")
+                examples = ", ".join(
+                    f"{k}: {shapes[k][0]} in the checkpoint, {shapes[k][1]} in the model" for k in wrong_shape[:3]
+                )
+                problems.append(f"{len(wrong_shape)} have another shape ({examples})")
+            causes = "another MODEL.META_ARCHITECTURE or head config"
+            if wrong_shape and self.class_count_key:
+                causes = f"another class count ({self.class_count_key}) or {causes}"
             raise IncompatibleCheckpointError(
                 f"The checkpoint does not match the {model_name} built from the config: "
                 + "; ".join(problems)
-                + f". It holds modules like {found}: was it trained with another MODEL.META_ARCHITECTURE "
-                "or head config?"
+                + f". It holds modules like {found}: was it trained with {causes}?"
             )
         return incompatible

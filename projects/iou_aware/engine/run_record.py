@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "RUN_RECORD_FILE",
+    "EVAL_RECORD_FILE",
     "git_commit",
     "machine_description",
     "nan_to_none",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 RUN_RECORD_FILE = "run_record.json"
+EVAL_RECORD_FILE = "eval_record.json"  # an --eval-only run's: a training's record in the same folder stays
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -86,9 +88,11 @@ def build_run_record(
     train_time_s: Optional[float],
     device: str,
     eval_only: bool = False,
+    weights: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The record of one run (see the module docstring); ``config_file`` is made relative to
-    the current folder when it lies inside it."""
+    the current folder when it lies inside it. An evaluation (``eval_only``) trains nothing: its
+    ``iterations`` and ``ims_per_batch`` are null, ``weights`` names what it evaluated."""
     commit, dirty = git_commit()
     if os.path.isabs(config_file) and os.path.commonpath([config_file, os.getcwd()]) == os.getcwd():
         config_file = os.path.relpath(config_file)
@@ -98,8 +102,9 @@ def build_run_record(
         "seed": int(seed),
         "commit": commit,
         "dirty": dirty,
-        "iterations": int(iterations),
-        "ims_per_batch": int(ims_per_batch),
+        "iterations": None if eval_only else int(iterations),
+        "ims_per_batch": None if eval_only else int(ims_per_batch),
+        "weights": weights or None,
         "metrics": nan_to_none({task: dict(values) for task, values in (metrics or {}).items()}),
         "train_time_s": None if train_time_s is None else round(float(train_time_s), 1),
         "machine": machine_description(device),
@@ -109,9 +114,10 @@ def build_run_record(
 
 
 def write_run_record(output_dir: str, record: Dict[str, Any]) -> str:
-    """Write ``record`` to ``output_dir/run_record.json`` (atomically) and return the path."""
+    """Write ``record`` to ``output_dir/run_record.json`` (``eval_record.json`` for an evaluation)
+    atomically and return the path."""
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, RUN_RECORD_FILE)
+    path = os.path.join(output_dir, EVAL_RECORD_FILE if record.get("eval_only") else RUN_RECORD_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=1, sort_keys=True)
         f.write("\n")
