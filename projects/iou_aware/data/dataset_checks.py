@@ -170,7 +170,7 @@ def check_training_records(
             )
         )
         raise DatasetCheckError(
-            f"The training data {list(dataset_names)} does not fit the model ({len(lines)} problems):\n  - "
+            f"The training data {list(dataset_names)} does not fit the model ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - "
             + "\n  - ".join(lines)
             + hint
         )

@@ -146,7 +146,9 @@ def find_voc_problems(
 def _report(dataset: str, problems: Sequence[str], purpose: str) -> str:
     more = f"\n  ... and {len(problems) - _EXAMPLES} more" if len(problems) > _EXAMPLES else ""
     return (
-        f"{purpose} VOC dataset {dataset}: {len(problems)} problems:\n  - " + "\n  - ".join(problems[:_EXAMPLES]) + more
+        f"{purpose} VOC dataset {dataset}: {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n  - "
+        + "\n  - ".join(problems[:_EXAMPLES])
+        + more
     )
 
 
