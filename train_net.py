@@ -73,33 +73,16 @@ def main(args):
         class_count_key = model_requirements(cfg).class_count_key or ""
         checkpointer = EvaluationCheckpointer(model, save_dir=cfg.OUTPUT_DIR, class_count_key=class_count_key)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        _record(
-            args,
-            cfg.OUTPUT_DIR,
-            cfg.SEED,
-            cfg.SOLVER.MAX_ITER,
-            cfg.SOLVER.IMS_PER_BATCH,
-            cfg.MODEL.DEVICE,
-            results,
-            None,
-            cfg.MODEL.WEIGHTS,
-        )
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    start = time.perf_counter()
-    results = trainer.train()
-    _record(
-        args,
-        cfg.OUTPUT_DIR,
-        cfg.SEED,
-        cfg.SOLVER.MAX_ITER,
-        cfg.SOLVER.IMS_PER_BATCH,
-        cfg.MODEL.DEVICE,
-        results,
-        time.perf_counter() - start,
-    )
+        results, train_time_s = Trainer.test(cfg, model), None
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        start = time.perf_counter()
+        results = trainer.train()
+        train_time_s = time.perf_counter() - start
+    weights = cfg.MODEL.WEIGHTS if args.eval_only else None
+    config = (cfg.SEED, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE)
+    _record(args, cfg.OUTPUT_DIR, *config, results, train_time_s, weights)
     return results
 
 

@@ -1,5 +1,5 @@
-"""The repository speaks of the product: no tracked text file tells how it was developed
-("session 9", "issue 14", "this session", "the issue's target", "the machine was shared").
+"""The repository speaks of the product: no tracked text file tells how it was developed (a
+numbered working session or tracker entry, the tracker entry's target, a shared machine).
 ONNX Runtime's InferenceSession or pytest's scope="session" are product words and pass."""
 
 import re
@@ -7,9 +7,11 @@ import subprocess
 
 import pytest
 
+# Spelled in pieces so that this file does not hold the phrases it forbids.
+SESSION, ISSUE = "sess" + "ion", "iss" + "ue"
 DEVELOPMENT_WORDS = re.compile(
-    r"\bsessions? \d+|\bissues? \d+|\bthis session\b|\bprevious session\b|\bthe session\b|"
-    r"\bthe issue'?s?\b|\bthe machine was shared\b",
+    rf"\b{SESSION}s? \d+|\b{ISSUE}s? \d+|\bthis {SESSION}\b|\bprevious {SESSION}\b|\bthe {SESSION}\b|"
+    rf"\bthe {ISSUE}'?s?\b|\bthe machine was " + "shared\\b",
     re.IGNORECASE,
 )
 
@@ -42,7 +44,9 @@ def test_no_tracked_text_file_talks_about_how_the_project_was_developed(repo_roo
     assert found == [], "\n".join(found)
 
 
-@pytest.mark.parametrize("line", ["seed 42 (session 9)", "the issue's target", "See issue 14.", "this session's run"])
+@pytest.mark.parametrize(
+    "line", [f"seed 42 ({SESSION} 9)", f"the {ISSUE}'s target", f"See {ISSUE} 14.", f"this {SESSION}'s run"]
+)
 def test_the_words_are_caught(line):
     assert DEVELOPMENT_WORDS.search(line)
 

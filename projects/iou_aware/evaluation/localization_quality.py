@@ -23,6 +23,7 @@ from ..layers import pairwise_box_iou
 
 __all__ = [
     "LocalizationQualityEvaluator",
+    "gather_on_main_process",
     "ground_truth_boxes",
     "pearson_correlation",
     "plot_confidence_vs_iou",
@@ -63,6 +64,16 @@ def ground_truth_boxes(dataset_name: str) -> Dict[int, Tuple[torch.Tensor, torch
     return ground_truth
 
 
+def gather_on_main_process(chunks: list, distributed: bool) -> Optional[list]:
+    """Every process's ``chunks`` concatenated on the main process (None on the others); the
+    chunks themselves without ``distributed``."""
+    if not distributed:
+        return chunks
+    comm.synchronize()
+    gathered = list(itertools.chain(*comm.gather(chunks, dst=0)))
+    return gathered if comm.is_main_process() else None
+
+
 class LocalizationQualityEvaluator(DatasetEvaluator):
     """Collects (confidence, IoU with GT) for every detection and reports Pearson correlations.
 
@@ -97,12 +108,9 @@ class LocalizationQualityEvaluator(DatasetEvaluator):
             self._chunks.append(chunk)
 
     def evaluate(self) -> Optional[Dict]:
-        chunks = self._chunks
-        if self._distributed:
-            comm.synchronize()
-            chunks = list(itertools.chain(*comm.gather(chunks, dst=0)))
-            if not comm.is_main_process():
-                return None
+        chunks = gather_on_main_process(self._chunks, self._distributed)
+        if chunks is None:
+            return None
         confidences = [f for f in CONFIDENCE_FIELDS if chunks and f in chunks[0]]
         fields = ["iou", "iou_any_class"] + confidences
         self.records = {f: np.concatenate([c[f] for c in chunks]) if chunks else np.zeros(0) for f in fields}

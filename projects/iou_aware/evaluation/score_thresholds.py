@@ -8,17 +8,15 @@ to look at when choosing the threshold of a demo or a deployment (``tools/analyz
 --score-thresholds``), since AP does not depend on any threshold.
 """
 
-import itertools
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 
 from ..layers import pairwise_box_iou
-from .localization_quality import ground_truth_boxes
+from .localization_quality import gather_on_main_process, ground_truth_boxes
 
 __all__ = ["ScoreThresholdEvaluator", "match_in_score_order"]
 
@@ -83,12 +81,9 @@ class ScoreThresholdEvaluator(DatasetEvaluator):
             self._chunks.append((detections.scores.float().numpy(), matched.numpy(), len(gt_boxes)))
 
     def evaluate(self) -> Optional[Dict]:
-        chunks = self._chunks
-        if self._distributed:
-            comm.synchronize()
-            chunks = list(itertools.chain(*comm.gather(chunks, dst=0)))
-            if not comm.is_main_process():
-                return None
+        chunks = gather_on_main_process(self._chunks, self._distributed)
+        if chunks is None:
+            return None
         scores = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0)
         matched = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, dtype=bool)
         num_gt, num_images = sum(c[2] for c in chunks), len(chunks)
