@@ -1,5 +1,7 @@
 """The confidence-vs-IoU analysis: Pearson r, IoU with the best same-class GT, the plots."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,13 @@ def test_each_detection_gets_its_iou_with_the_best_gt_of_its_class_and_of_any_cl
     assert result["pearson_pred_ious_any_class_overlapping"] == pytest.approx(
         pearsonr([0.7, 0.55, 0.2], [0.75, 0.5, 1.0])[0]
     )
+
+    # Matched only (IoU >= 0.5): the first two detections; the unmatched one is the third.
+    assert result["num_detections_matched"] == 2 and result["num_detections_matched_any_class"] == 3
+    assert result["pearson_pred_ious_matched"] == pytest.approx(1.0)
+    assert result["mean_pred_ious_matched"] == pytest.approx((0.7 + 0.55) / 2)
+    assert result["mean_scores_unmatched"] == pytest.approx(0.3)
+    assert math.isnan(result["mean_scores_any_class_unmatched"])  # every detection is matched to some class
 
     plot_confidence_vs_iou(evaluator.records, str(tmp_path / "scatter.png"))
     plot_ap_vs_iou_threshold({"m": {"AP50": 50.0, "AP60": 40.0, "AP": 30.0, "APs": 1.0}}, str(tmp_path / "ap.png"))

@@ -174,11 +174,13 @@ def _analysis_record(tmp_path, seed, iteration, ap_by_alpha, ap75_by_alpha, pear
 def test_the_analysis_table_gives_the_ranking_gain_and_the_correlations_per_iteration_by_hand(records, tmp_path):
     _analysis_record(
         tmp_path, 1, 1000, {"0.5": 30.0, "1.0": 29.0, "0.3": 31.0}, {"0.5": 34.0, "1.0": 33.0, "0.3": 35.0},
-        {"pearson_pred_ious": 0.1, "pearson_pred_ious_any_class_overlapping": 0.5}, upper=36.0,
+        {"pearson_pred_ious": 0.1, "pearson_pred_ious_any_class_overlapping": 0.5, "mean_pred_ious_unmatched": 0.8},
+        upper=36.0,
     )  # fmt: skip
     _analysis_record(
         tmp_path, 2, 1000, {"0.5": 26.0, "1.0": 26.0, "0.3": 25.0}, {"0.5": 30.0, "1.0": 31.0, "0.3": 29.0},
-        {"pearson_pred_ious": 0.3, "pearson_pred_ious_any_class_overlapping": 0.7}, upper=32.0,
+        {"pearson_pred_ious": 0.3, "pearson_pred_ious_any_class_overlapping": 0.7, "mean_pred_ious_unmatched": 0.6},
+        upper=32.0,
     )  # fmt: skip
     _analysis_record(
         tmp_path, 1, 3000, {"0.5": 40.0, "1.0": 38.0}, {"0.5": 44.0, "1.0": 41.0}, {"pearson_scores": None}
@@ -192,10 +194,13 @@ def test_the_analysis_table_gives_the_ranking_gain_and_the_correlations_per_iter
         "| 1000 iterations (seeds 1,2) | 2 | 27.50 +- 2.12 | 28.00 +- 2.83 | 0.50 +- 0.71 | 32.00 +- 1.41 "
         "| 32.00 +- 2.83 | 0.3, 0.5 | 34.00 +- 2.83 |"
     )
-    # Predicted IoU: same class, all 0.1, 0.3 -> 0.20 +- 0.14; any class, IoU > 0 0.5, 0.7 -> 0.60 +- 0.14.
-    assert rows[1] == "| 1000 iterations (seeds 1,2) | predicted IoU | 0.20 +- 0.14 | - | - | 0.60 +- 0.14 |"
+    # Predicted IoU: same class, all 0.1, 0.3 -> 0.20 +- 0.14; any class, IoU > 0 0.5, 0.7 -> 0.60 +- 0.14;
+    # mean on the unmatched 0.8, 0.6 -> 0.70 +- 0.14.
+    assert rows[1] == (
+        "| 1000 iterations (seeds 1,2) | predicted IoU | 0.20 +- 0.14 | - | - | - | 0.60 +- 0.14 | - | 0.70 +- 0.14 |"
+    )
     assert "| 3000 iterations (seeds 1) | 1 | 38.00 | 40.00 | 2.00 | 41.00 | 44.00 | 0.5 | - |" in text
-    assert "| 3000 iterations (seeds 1) | S | - | - | - | - |" in text  # a NaN correlation recorded as null
+    assert "| 3000 iterations (seeds 1) | S | - | - | - | - | - | - | - |" in text  # a NaN correlation recorded as null
 
 
 def test_an_analysis_without_the_two_alphas_is_named(records, tmp_path):

@@ -275,11 +275,16 @@ def render_benchmarks(spec: Dict[str, str]) -> str:
 
 
 CONFIDENCE_FIELDS = (("pred_ious", "predicted IoU"), ("cls_scores", "p"), ("scores", "S"))
-IOU_TARGETS = (
-    ("", "same class, all"),
-    ("_overlapping", "same class, IoU > 0"),
-    ("_any_class", "any class, all"),
-    ("_any_class_overlapping", "any class, IoU > 0"),
+# Columns of the correlation table: Pearson r of a confidence with the true IoU on a subset of the
+# detections, then the confidence's mean on the matched (IoU >= 0.5) and unmatched ones.
+CORRELATION_COLUMNS = (
+    ("pearson_{}", "r, same class, all"),
+    ("pearson_{}_overlapping", "r, same class, IoU > 0"),
+    ("pearson_{}_matched", "r, same class, IoU >= 0.5"),
+    ("pearson_{}_any_class", "r, any class, all"),
+    ("pearson_{}_any_class_overlapping", "r, any class, IoU > 0"),
+    ("mean_{}_matched", "mean, IoU >= 0.5"),
+    ("mean_{}_unmatched", "mean, IoU < 0.5"),
 )
 
 
@@ -311,12 +316,12 @@ def ranking_rows(name: str, reports: List[Dict]) -> str:
 
 
 def correlation_rows(name: str, reports: List[Dict]) -> List[str]:
-    """Rows of the correlation table: Pearson r of each confidence with the true IoU, mean +- std over seeds."""
+    """Rows of the correlation table: each confidence's statistics, mean +- std over seeds."""
     rows = []
     for field, label in CONFIDENCE_FIELDS:
         cells = []
-        for suffix, _ in IOU_TARGETS:
-            key = f"pearson_{field}{suffix}"
+        for template, _ in CORRELATION_COLUMNS:
+            key = template.format(field)
             values = [r["localization"][key] for r in reports if r["localization"].get(key) is not None]
             cells.append(_cell(values) if values else "-")
         rows.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
@@ -331,8 +336,8 @@ def analysis_tables(models: Dict[str, List[Dict]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     correlation = [
-        "| model | confidence | " + " | ".join(label for _, label in IOU_TARGETS) + " |",
-        "|---|---|" + "---|" * len(IOU_TARGETS),
+        "| model | confidence | " + " | ".join(label for _, label in CORRELATION_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(CORRELATION_COLUMNS),
     ]
     for name, reports in models.items():
         ranking.append(ranking_rows(name, reports))

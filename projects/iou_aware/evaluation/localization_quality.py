@@ -3,8 +3,11 @@
 For every detection: its confidence fields (``scores``; IoU-aware models also ``cls_scores`` p and
 ``pred_ious``), its IoU with the best-matching ground-truth box of the same class ("iou", what AP
 rewards) and with the best ground-truth box of any class ("iou_any_class", what a class-agnostic
-IoU branch is trained to predict). Pearson's r is reported against both, on all detections and on
-those that overlap a GT at all (IoU > 0; the rest is the background the NMS and top-k let through).
+IoU branch is trained to predict). Pearson's r is reported against both, on all detections, on
+those that overlap a GT at all (IoU > 0; the rest is the background the NMS and top-k let through)
+and on the matched ones (IoU >= 0.5, the range of the IoU targets an IoU branch trains on: its loss
+sees positive anchors only). The mean of each confidence on matched and unmatched detections shows
+whether a confidence separates the two at all.
 """
 
 import itertools
@@ -33,6 +36,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIDENCE_FIELDS = ("scores", "cls_scores", "pred_ious")
+MATCH_IOU = 0.5  # AP50's match threshold and RetinaNet's positive-anchor IoU
 _FIELD_LABELS = {
     "scores": "detection confidence (model's score)",
     "cls_scores": "classification score p",
@@ -48,6 +52,11 @@ def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
     dx, dy = x - x.mean(), y - y.mean()
     denominator = np.sqrt((dx * dx).sum() * (dy * dy).sum())
     return float((dx * dy).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def mean_or_nan(x: np.ndarray) -> float:
+    """Mean of a 1-D array; NaN when it is empty."""
+    return float(np.mean(x, dtype=np.float64)) if x.size else float("nan")
 
 
 def ground_truth_boxes(dataset_name: str) -> Dict[int, Tuple[torch.Tensor, torch.Tensor]]:
@@ -117,14 +126,18 @@ class LocalizationQualityEvaluator(DatasetEvaluator):
         result = OrderedDict(num_detections=int(self.records["iou"].size))
         for target, suffix in (("iou", ""), ("iou_any_class", "_any_class")):
             iou = self.records[target]
-            overlapping = iou > 0
+            overlapping, matched = iou > 0, iou >= MATCH_IOU
             result[f"num_detections_overlapping{suffix}"] = int(overlapping.sum())
+            result[f"num_detections_matched{suffix}"] = int(matched.sum())
             for field in confidences:
                 confidence = self.records[field]
                 result[f"pearson_{field}{suffix}"] = pearson_correlation(confidence, iou)
                 result[f"pearson_{field}{suffix}_overlapping"] = pearson_correlation(
                     confidence[overlapping], iou[overlapping]
                 )
+                result[f"pearson_{field}{suffix}_matched"] = pearson_correlation(confidence[matched], iou[matched])
+                result[f"mean_{field}{suffix}_matched"] = mean_or_nan(confidence[matched])
+                result[f"mean_{field}{suffix}_unmatched"] = mean_or_nan(confidence[~matched])
         logger.info(f"Confidence vs IoU with GT: {dict(result)}")
         return {"localization": result}
 
