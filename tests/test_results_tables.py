@@ -91,6 +91,19 @@ def test_stale_tables_are_found_and_rewritten(records, tmp_path):
     assert results_tables.main(["--check", str(page)]) == 0
 
 
+def test_a_table_can_compare_runs_of_two_record_folders_but_not_one_name_in_both(records, tmp_path):
+    path = tmp_path / "ablation" / "variant" / "seed42.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_record(42, 15.0, config="configs/Shapes/base.yaml", overrides=("MODEL.Y", "2"))))
+    table = results_tables.render({"records": "campaign,ablation", "runs": "base,variant", "baseline": "base"})
+    variant = next(r for r in table.splitlines() if r.startswith("| **variant**"))
+    assert variant.startswith("| **variant** | 42 | 15.00 |") and "| 1.500x |" in variant  # 15 over base's 10
+    (tmp_path / "ablation" / "base").mkdir()
+    (tmp_path / "ablation" / "base" / "seed42.json").write_text(json.dumps(_record(42, 1.0)))
+    with pytest.raises(SystemExit, match="run base is in both campaign and ablation"):
+        results_tables.render({"records": "campaign,ablation", "runs": "base"})
+
+
 def test_a_table_of_missing_records_is_named(records):
     with pytest.raises(SystemExit, match="no records for \\['gfl'\\]"):
         results_tables.render({"records": "campaign", "runs": "gfl"})

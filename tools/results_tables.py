@@ -10,7 +10,7 @@ generated:
     <!-- results-table records=shapes_boxes task=bbox runs=retinanet,gfl baseline=retinanet -->
     <!-- /results-table -->
 
-``records``: a folder under docs/results/ holding RUN/seedK.json (``run_record.json`` files of
+``records``: a folder under docs/results/ (or several, comma-separated) holding RUN/seedK.json (``run_record.json`` files of
 ``train_net.py``, collected by ``tools/experiments/seeds.py --records``); ``runs``: which runs, in
 order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
 is taken against, over the seeds both runs have (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
@@ -83,12 +83,17 @@ def mean_std(values: List[float]):
     return mean, math.sqrt(var)
 
 
-def load_records(folder: str) -> Dict[str, List[Dict]]:
-    """RUN -> its records (sorted by seed) under docs/results/<folder>/RUN/seed*.json."""
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(RECORDS_ROOT, folder, "*", "seed*.json"))):
-        with open(path) as f:
-            runs.setdefault(os.path.basename(os.path.dirname(path)), []).append(json.load(f))
+def load_records(folders: str) -> Dict[str, List[Dict]]:
+    """RUN -> its records (sorted by seed) under docs/results/<folder>/RUN/seed*.json, for each of
+    the comma-separated ``folders`` (a run name may appear in one of them only)."""
+    runs, found_in = {}, {}
+    for folder in folders.split(","):
+        for path in sorted(glob.glob(os.path.join(RECORDS_ROOT, folder, "*", "seed*.json"))):
+            name = os.path.basename(os.path.dirname(path))
+            if found_in.setdefault(name, folder) != folder:
+                raise SystemExit(f"results_tables: run {name} is in both {found_in[name]} and {folder}")
+            with open(path) as f:
+                runs.setdefault(name, []).append(json.load(f))
     for records in runs.values():
         records.sort(key=lambda r: r["seed"])
     return runs
