@@ -98,6 +98,7 @@ def test_a_table_can_compare_runs_of_two_record_folders_but_not_one_name_in_both
     table = results_tables.render({"records": "campaign,ablation", "runs": "base,variant", "baseline": "base"})
     variant = next(r for r in table.splitlines() if r.startswith("| **variant**"))
     assert variant.startswith("| **variant** | 42 | 15.00 |") and "| 1.500x |" in variant  # 15 over base's 10
+    assert "Records: `docs/results/campaign/`, `docs/results/ablation/`;" in table
     (tmp_path / "ablation" / "base").mkdir()
     (tmp_path / "ablation" / "base" / "seed42.json").write_text(json.dumps(_record(42, 1.0)))
     with pytest.raises(SystemExit, match="run base is in both campaign and ablation"):

@@ -217,7 +217,8 @@ def render(spec: Dict[str, str]) -> str:
                 extra = ["", "", ""] if baseline else []
                 time = _number((r.get("train_time_s") or float("nan")) / 60)
                 lines.append(f"| {name} seed {r['seed']} | | " + " | ".join(values + extra) + f" | {time} min |")
-    lines += ["", f"Records: `docs/results/{folder}/`; {_provenance(runs, names)}."]
+    folders = ", ".join(f"`docs/results/{f}/`" for f in folder.split(","))
+    lines += ["", f"Records: {folders}; {_provenance(runs, names)}."]
     if baseline:
         lines[-1] += f" Costs: `docs/results/{BENCHMARKS}/`, see [benchmarks](benchmarks.md)."
     return "\n".join(lines) + "\n"
