@@ -321,12 +321,18 @@ def ranking_rows(name: str, reports: List[Dict]) -> str:
     return f"| {name} | {len(reports)} | " + " | ".join(cells) + " |"
 
 
-def correlation_rows(name: str, reports: List[Dict]) -> List[str]:
+def correlation_columns(reports: List[Dict]) -> List[Tuple[str, str]]:
+    """The columns of CORRELATION_COLUMNS that some report holds (older records lack the later ones)."""
+    keys = {k for r in reports for k in r.get("localization", {})}
+    return [(t, label) for t, label in CORRELATION_COLUMNS if any(t.format(f) in keys for f, _ in CONFIDENCE_FIELDS)]
+
+
+def correlation_rows(name: str, reports: List[Dict], columns: List[Tuple[str, str]]) -> List[str]:
     """Rows of the correlation table: each confidence's statistics, mean +- std over seeds."""
     rows = []
     for field, label in CONFIDENCE_FIELDS:
         cells = []
-        for template, _ in CORRELATION_COLUMNS:
+        for template, _ in columns:
             key = template.format(field)
             values = [r["localization"][key] for r in reports if r["localization"].get(key) is not None]
             cells.append(_cell(values) if values else "-")
@@ -341,13 +347,14 @@ def analysis_tables(models: Dict[str, List[Dict]]) -> str:
         "| best alpha per seed | AP, true IoU |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    columns = correlation_columns([r for reports in models.values() for r in reports])
     correlation = [
-        "| model | confidence | " + " | ".join(label for _, label in CORRELATION_COLUMNS) + " |",
-        "|---|---|" + "---|" * len(CORRELATION_COLUMNS),
+        "| model | confidence | " + " | ".join(label for _, label in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
     for name, reports in models.items():
         ranking.append(ranking_rows(name, reports))
-        correlation += correlation_rows(name, reports)
+        correlation += correlation_rows(name, reports, columns)
     return "\n".join(ranking + [""] + correlation) + "\n"
 
 
