@@ -172,11 +172,13 @@ def test_a_run_without_a_seed_in_common_with_its_baseline_gets_no_ratio_and_one_
     assert row == "| lone | [`lone.yaml`](configs/Shapes/lone.yaml) | bbox | 50.00 | 7 | base | - | - | - |"
 
 
-def _analysis_record(tmp_path, seed, iteration, ap_by_alpha, ap75_by_alpha, pearson, upper=None):
+def _analysis_record(tmp_path, seed, iteration, ap_by_alpha, ap75_by_alpha, pearson, upper=None, ap50_ap90=None):
     analysis = {
         "alpha_sweep": {a: {"AP": ap, "AP75": ap75_by_alpha[a]} for a, ap in ap_by_alpha.items()},
         "localization": pearson,
     }
+    for alpha, (ap50, ap90) in (ap50_ap90 or {}).items():
+        analysis["alpha_sweep"][alpha].update(AP50=ap50, AP90=ap90)
     if upper is not None:
         analysis["upper_bound"] = {"AP": upper}
     record = {"seed": seed, "iteration": iteration, "checkpoint": "x.pth", "commit": "abc", "dirty": False}
@@ -189,12 +191,12 @@ def test_the_analysis_table_gives_the_ranking_gain_and_the_correlations_per_iter
     _analysis_record(
         tmp_path, 1, 1000, {"0.5": 30.0, "1.0": 29.0, "0.3": 31.0}, {"0.5": 34.0, "1.0": 33.0, "0.3": 35.0},
         {"pearson_pred_ious": 0.1, "pearson_pred_ious_any_class_overlapping": 0.5, "mean_pred_ious_unmatched": 0.8},
-        upper=36.0,
+        upper=36.0, ap50_ap90={"0.5": (50.0, 10.0), "1.0": (51.0, 8.0)},
     )  # fmt: skip
     _analysis_record(
         tmp_path, 2, 1000, {"0.5": 26.0, "1.0": 26.0, "0.3": 25.0}, {"0.5": 30.0, "1.0": 31.0, "0.3": 29.0},
         {"pearson_pred_ious": 0.3, "pearson_pred_ious_any_class_overlapping": 0.7, "mean_pred_ious_unmatched": 0.6},
-        upper=32.0,
+        upper=32.0, ap50_ap90={"0.5": (48.0, 9.0), "1.0": (50.0, 8.0)},
     )  # fmt: skip
     _analysis_record(
         tmp_path, 1, 3000, {"0.5": 40.0, "1.0": 38.0}, {"0.5": 44.0, "1.0": 41.0}, {"pearson_scores": None}
@@ -202,17 +204,18 @@ def test_the_analysis_table_gives_the_ranking_gain_and_the_correlations_per_iter
     text = results_tables.render_analysis({"records": "analysis"})
     rows = [line for line in text.splitlines() if line.startswith("| 1000 iterations")]
     # AP at alpha 1: 29, 26 -> 27.50 +- 2.12 (sqrt(4.5)); alpha 0.5: 30, 26 -> 28.00 +- 2.83 (sqrt(8));
-    # gain 1, 0 -> 0.50 +- 0.71; AP75 33, 31 -> 32.00 +- 1.41 and 34, 30 -> 32.00 +- 2.83; best alphas 0.3, 0.5
-    # (the first of the ties 0.5 / 1.0 in the report's order); upper bound 36, 32 -> 34.00 +- 2.83.
+    # gain 1, 0 -> 0.50 +- 0.71; AP75 33, 31 -> 32.00 +- 1.41 and 34, 30 -> 32.00 +- 2.83; AP50 gain -1, -2 ->
+    # -1.50 +- 0.71; AP90 gain 2, 1 -> 1.50 +- 0.71; best alphas 0.3, 0.5 (the first of the ties 0.5 / 1.0 in the
+    # report's order); upper bound 36, 32 -> 34.00 +- 2.83.
     assert rows[0] == (
         "| 1000 iterations (seeds 1,2) | 2 | 27.50 +- 2.12 | 28.00 +- 2.83 | 0.50 +- 0.71 | 32.00 +- 1.41 "
-        "| 32.00 +- 2.83 | 0.3, 0.5 | 34.00 +- 2.83 |"
+        "| 32.00 +- 2.83 | -1.50 +- 0.71 | 1.50 +- 0.71 | 0.3, 0.5 | 34.00 +- 2.83 |"
     )
     # Predicted IoU: same class, all 0.1, 0.3 -> 0.20 +- 0.14; any class, IoU > 0 0.5, 0.7 -> 0.60 +- 0.14;
     # mean on the unmatched 0.8, 0.6 -> 0.70 +- 0.14. No record holds the other columns: they are left out.
     assert "| model | confidence | r, same class, all | r, any class, IoU > 0 | mean, IoU < 0.5 |" in text
     assert rows[1] == "| 1000 iterations (seeds 1,2) | predicted IoU | 0.20 +- 0.14 | 0.60 +- 0.14 | 0.70 +- 0.14 |"
-    assert "| 3000 iterations (seeds 1) | 1 | 38.00 | 40.00 | 2.00 | 41.00 | 44.00 | 0.5 | - |" in text
+    assert "| 3000 iterations (seeds 1) | 1 | 38.00 | 40.00 | 2.00 | 41.00 | 44.00 | - | - | 0.5 | - |" in text
     assert "| 3000 iterations (seeds 1) | S | - | - | - |" in text  # a NaN correlation recorded as null
 
 

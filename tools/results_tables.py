@@ -38,8 +38,8 @@ one row per benchmark record of the folder: both models' median times and the ra
 
 the records of ``tools/experiments/checkpoint_analysis.py`` (``tools/analyze.py`` reports of an
 IoU-aware model per seed and checkpoint), one row per iteration: what the ranking S = p^alpha
-IoU^(1 - alpha) adds on the same weights (AP at alpha 1 and 0.5, their difference, the best alpha
-per seed, AP with the true IoU), then how each confidence correlates with the true IoU.
+IoU^(1 - alpha) adds on the same weights (AP at alpha 1 and 0.5, their difference, the same
+difference of AP50 and AP90, the best alpha per seed, AP with the true IoU), then how each confidence correlates with the true IoU.
 """
 
 import argparse
@@ -309,12 +309,21 @@ def ranking_rows(name: str, reports: List[Dict]) -> str:
     default = [r["alpha_sweep"]["0.5"]["AP"] for r in reports]
     best = [max(r["alpha_sweep"], key=lambda a: r["alpha_sweep"][a]["AP"]) for r in reports]
     upper = [r["upper_bound"]["AP"] for r in reports if "upper_bound" in r]
+
+    def gain(column):  # AP at alpha 0.5 minus AP at alpha 1 of one IoU threshold, "-" if not recorded
+        sweeps = [r["alpha_sweep"] for r in reports]
+        if any(column not in s["0.5"] or column not in s["1.0"] for s in sweeps):
+            return "-"
+        return _cell([s["0.5"][column] - s["1.0"][column] for s in sweeps])
+
     cells = [
         _cell(p_only),
         _cell(default),
         _cell([d - p for d, p in zip(default, p_only)]),
         _cell([r["alpha_sweep"]["1.0"]["AP75"] for r in reports]),
         _cell([r["alpha_sweep"]["0.5"]["AP75"] for r in reports]),
+        gain("AP50"),
+        gain("AP90"),
         ", ".join(best),
         _cell(upper) if upper else "-",
     ]
@@ -344,8 +353,8 @@ def analysis_tables(models: Dict[str, List[Dict]]) -> str:
     """The ranking table and the correlation table of ``models`` (name -> analyze.py reports)."""
     ranking = [
         "| model | seeds | AP, alpha 1 (p only) | AP, alpha 0.5 | ranking gain | AP75, alpha 1 | AP75, alpha 0.5 "
-        "| best alpha per seed | AP, true IoU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| AP50 gain | AP90 gain | best alpha per seed | AP, true IoU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     columns = correlation_columns([r for reports in models.values() for r in reports])
     correlation = [
