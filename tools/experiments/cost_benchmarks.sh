@@ -23,6 +23,7 @@ comparisons=(
   "iou_aware_retinanet|$SHAPES/retinanet_slim_R_FPN.yaml|shapes_boxes/retinanet|$SHAPES/iou_aware_retinanet_slim_R_FPN.yaml|shapes_boxes/iou_aware_retinanet|"
   "gfl|$SHAPES/retinanet_slim_R_FPN.yaml|shapes_boxes/retinanet|$SHAPES/gfl_slim_R_FPN.yaml|shapes_boxes/gfl|"
   "gflv2|$SHAPES/retinanet_slim_R_FPN.yaml|shapes_boxes/retinanet|$SHAPES/gflv2_slim_R_FPN.yaml|shapes_boxes/gflv2|"
+  "gflv2_vs_gfl|$SHAPES/gfl_slim_R_FPN.yaml|shapes_boxes/gfl|$SHAPES/gflv2_slim_R_FPN.yaml|shapes_boxes/gflv2|"
   "lsnet|$SHAPES/retinanet_slim_R_FPN.yaml|shapes_boxes/retinanet|$SHAPES/lsnet_slim_R_FPN.yaml|shapes_boxes/lsnet|"
   "lsnet_qfl|$SHAPES/retinanet_slim_R_FPN.yaml|shapes_boxes/retinanet|$SHAPES/lsnet_qfl_slim_R_FPN.yaml|shapes_boxes/lsnet_qfl|"
   "lsnet_contour|$SHAPES/mask_rcnn_slim_R_FPN.yaml|masks/mask_rcnn|$SHAPES/lsnet_contour_slim_R_FPN.yaml|masks/lsnet_contour|"
