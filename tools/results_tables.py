@@ -10,9 +10,9 @@ generated:
     <!-- results-table records=shapes_boxes task=bbox runs=retinanet,gfl baseline=retinanet -->
     <!-- /results-table -->
 
-``records``: a folder under docs/results/ (or several, comma-separated) holding RUN/seedK.json (``run_record.json`` files of
-``train_net.py``, collected by ``tools/experiments/seeds.py --records``); ``runs``: which runs, in
-order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
+``records``: a folder under docs/results/ (or several, comma-separated) holding RUN/seedK.json
+(``run_record.json`` files of ``train_net.py``, collected by ``tools/experiments/seeds.py
+--records``); ``runs``: which runs, in order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
 is taken against, over the seeds both runs have (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
 Each mean row is the mean +- sample standard deviation over the seeds found. With a baseline, the
 table also gives each run's cost: its inference and training-step time over the baseline's, from a
@@ -39,7 +39,8 @@ one row per benchmark record of the folder: both models' median times and the ra
 the records of ``tools/experiments/checkpoint_analysis.py`` (``tools/analyze.py`` reports of an
 IoU-aware model per seed and checkpoint), one row per iteration: what the ranking S = p^alpha
 IoU^(1 - alpha) adds on the same weights (AP at alpha 1 and 0.5, their difference, the same
-difference of AP50 and AP90, the best alpha per seed, AP with the true IoU), then how each confidence correlates with the true IoU.
+difference of AP50 and AP90, the best alpha per seed, AP with the true IoU), then how each
+confidence correlates with the true IoU.
 """
 
 import argparse
@@ -305,23 +306,24 @@ def ranking_rows(name: str, reports: List[Dict]) -> str:
     for report in reports:
         if not {"0.5", "1.0"} <= set(report.get("alpha_sweep", {})):
             raise SystemExit(f"results_tables: an analysis of {name} lacks alpha 0.5 or 1.0 in its sweep")
-    p_only = [r["alpha_sweep"]["1.0"]["AP"] for r in reports]
-    default = [r["alpha_sweep"]["0.5"]["AP"] for r in reports]
-    best = [max(r["alpha_sweep"], key=lambda a: r["alpha_sweep"][a]["AP"]) for r in reports]
+    sweeps = [r["alpha_sweep"] for r in reports]
+    best = [max(sweep, key=lambda a: sweep[a]["AP"]) for sweep in sweeps]
     upper = [r["upper_bound"]["AP"] for r in reports if "upper_bound" in r]
 
-    def gain(column):  # AP at alpha 0.5 minus AP at alpha 1 of one IoU threshold, "-" if not recorded
-        sweeps = [r["alpha_sweep"] for r in reports]
-        if any(column not in s["0.5"] or column not in s["1.0"] for s in sweeps):
+    def at(alpha, column):
+        return _cell([sweep[alpha][column] for sweep in sweeps])
+
+    def gain(column):  # the column at alpha 0.5 minus at alpha 1, "-" where a record lacks it
+        if any(column not in sweep["0.5"] or column not in sweep["1.0"] for sweep in sweeps):
             return "-"
-        return _cell([s["0.5"][column] - s["1.0"][column] for s in sweeps])
+        return _cell([sweep["0.5"][column] - sweep["1.0"][column] for sweep in sweeps])
 
     cells = [
-        _cell(p_only),
-        _cell(default),
-        _cell([d - p for d, p in zip(default, p_only)]),
-        _cell([r["alpha_sweep"]["1.0"]["AP75"] for r in reports]),
-        _cell([r["alpha_sweep"]["0.5"]["AP75"] for r in reports]),
+        at("1.0", "AP"),
+        at("0.5", "AP"),
+        gain("AP"),
+        at("1.0", "AP75"),
+        at("0.5", "AP75"),
         gain("AP50"),
         gain("AP90"),
         ", ".join(best),

@@ -16,7 +16,7 @@ import torch
 from detectron2.evaluation import DatasetEvaluator
 
 from ..layers import pairwise_box_iou
-from .localization_quality import gather_on_main_process, ground_truth_boxes
+from .localization_quality import MATCH_IOU, gather_on_main_process, ground_truth_boxes
 
 __all__ = ["ScoreThresholdEvaluator", "match_in_score_order"]
 
@@ -27,7 +27,7 @@ def match_in_score_order(
     classes: torch.Tensor,
     gt_boxes: torch.Tensor,
     gt_classes: torch.Tensor,
-    iou_threshold: float = 0.5,
+    iou_threshold: float = MATCH_IOU,
 ) -> torch.Tensor:
     """(D,) bool: whether each detection (scores (D,), boxes (D, 4) XYXY, classes (D,)) is matched
     to a ground-truth box (gt_boxes (G, 4) XYXY, gt_classes (G,)) of its class with IoU >=
@@ -55,7 +55,7 @@ class ScoreThresholdEvaluator(DatasetEvaluator):
     ``recall`` (correct / non-crowd ground-truth boxes) over a registered dataset."""
 
     def __init__(
-        self, dataset_name: str, thresholds: Sequence[float], iou_threshold: float = 0.5, distributed: bool = True
+        self, dataset_name: str, thresholds: Sequence[float], iou_threshold: float = MATCH_IOU, distributed: bool = True
     ):
         self._thresholds = sorted(float(t) for t in thresholds)
         self._iou_threshold = iou_threshold
