@@ -199,8 +199,7 @@ def render(spec: Dict[str, str]) -> str:
         records = runs[name]
         cells = []
         for column in COLUMNS:
-            mean, std = mean_std(_seed_aps(records, task, column))
-            cells.append(f"{_number(mean)} +- {_number(std)}" if len(records) > 1 else _number(mean))
+            cells.append(_cell(_seed_aps(records, task, column)))
         if baseline:
             ap, base_ap = paired_mean_aps(records, runs[baseline], task)
             cost = find_cost(benchmarks, runs[baseline][0], records[0]) or {}
@@ -235,13 +234,12 @@ def render_models(spec: Dict[str, str]) -> str:
         group, name, task, baseline = row.split("/")
         runs = _runs(group, [name, baseline])
         records, base = runs[name], runs[baseline]
-        mean, std = mean_std(_seed_aps(records, task))
         paired_ap, base_ap = paired_mean_aps(records, base, task)
         cost = find_cost(benchmarks, base[0], records[0]) or {}
         config = records[0]["config"]
         lines.append(
             f"| {name} | [`{os.path.basename(config)}`]({config}) | {task} | "
-            f"{_number(mean) + (f' +- {_number(std)}' if len(records) > 1 else '')} | "
+            f"{_cell(_seed_aps(records, task))} | "
             f"{','.join(str(r['seed']) for r in records)} | {baseline} | "
             f"{f'{paired_ap / base_ap:.2f}x' if base_ap and math.isfinite(base_ap) else '-'} | "
             f"{_ratio(cost.get('inference'))} | "
@@ -296,8 +294,9 @@ CORRELATION_COLUMNS = (
 
 
 def _cell(values: List[float]) -> str:
+    """The cell of a metric: mean +- std over several seeds, the value of one, "-" where no seed has it."""
     mean, std = mean_std(values)
-    return f"{_number(mean)} +- {_number(std)}" if len(values) > 1 else _number(mean)
+    return f"{_number(mean)} +- {_number(std)}" if len(values) > 1 and math.isfinite(mean) else _number(mean)
 
 
 def ranking_rows(name: str, reports: List[Dict]) -> str:
