@@ -12,8 +12,9 @@ generated:
 
 ``records``: a folder under docs/results/ (or several, comma-separated) holding RUN/seedK.json
 (``run_record.json`` files of ``train_net.py``, collected by ``tools/experiments/seeds.py
---records``); ``runs``: which runs, in order (default: all, sorted); ``task``: bbox, segm or keypoints; ``baseline``: a run the AP ratio
-is taken against, over the seeds both runs have (optional); ``seeds``: yes (default) or no, a row per seed under each mean.
+--records``); ``runs``: which runs, in order (default: all, sorted); ``task``: bbox, segm or
+keypoints; ``baseline``: a run the AP ratio is taken against, over the seeds both runs have
+(optional); ``seeds``: yes (default) or no, a row per seed under each mean.
 Each mean row is the mean +- sample standard deviation over the seeds found. With a baseline, the
 table also gives each run's cost: its inference and training-step time over the baseline's, from a
 benchmark record (``tools/benchmark.py --record``, under docs/results/benchmarks/) that timed the
